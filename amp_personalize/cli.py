@@ -1,0 +1,94 @@
+"""The `amp-personalize` command (SPEC section 8)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from amp_personalize.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """Amplitude events in, personalized recommendations out."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind [AMP_RECEIVER_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [AMP_RECEIVER_PORT, 8000].")
+@click.option("--workers", type=int, default=1, show_default=True, help="Receiver processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the webhook receiver alone."""
+    import uvicorn
+
+    from amp_personalize.events import WeightsError, load_weights
+
+    settings = _settings()
+    try:
+        load_weights(settings.weights_file)  # fail here, not in every worker
+    except WeightsError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "amp_personalize.receiver:create_app",
+        factory=True,
+        host=host or settings.receiver_host,
+        port=settings.receiver_port if port is None else port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,  # no X-Forwarded-* rewriting on the hot path; nothing reads client addresses
+        server_header=False,
+        log_level="info",
+    )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="Webhook URL [http://AMP_RECEIVER_HOST:AMP_RECEIVER_PORT/webhooks/amplitude/].")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--max-retries", type=click.IntRange(0, 20), default=6, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrency: int, max_retries: int, quiet: bool) -> None:
+    """Post Amplitude export files (.json, .json.gz, .zip) or NDJSON to the webhook."""
+    from amp_personalize.receiver.app import WEBHOOK_PATH
+    from amp_personalize.replay import replay as run_replay
+
+    settings = _settings()
+    url = url or f"http://{settings.receiver_host}:{settings.receiver_port}{WEBHOOK_PATH}"
+    summary = run_replay(
+        list(files),
+        url,
+        batch_size=batch_size,
+        secret=settings.webhook_secret,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        progress=not quiet,
+    )
+    click.echo(
+        f"sent {summary.sent}  processed {summary.processed}  skipped {summary.skipped}  "
+        f"failed {summary.failed}  invalid {summary.invalid}  "
+        f"({summary.requests} requests, {summary.retries} retries)"
+    )
+    for error in summary.errors[:10]:
+        click.echo(f"  {error}", err=True)
+    if len(summary.errors) > 10:
+        click.echo(f"  ... and {len(summary.errors) - 10} more", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

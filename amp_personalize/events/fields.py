@@ -1,0 +1,118 @@
+"""What the product reads from one Amplitude event (SPEC section 3), in one place.
+
+The receiver extracts these once, at the door, and lands them beside the raw event, so the
+pipeline reads typed top-level columns instead of re-parsing every event's JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+import orjson
+
+# The first of these present names the event for deduplication; Amplitude resends the same
+# uuid/insert_id on each of its up to 10 retries.
+DEDUPE_FIELDS = ("uuid", "$insert_id", "insert_id")
+# Used in this order when the epoch-ms `time` is absent.
+TIME_STRING_FIELDS = ("event_time", "client_event_time", "server_received_time")
+# Epoch ms outside [1970, 5138) is a unit mistake (seconds, microseconds), not a time.
+_MAX_EPOCH_MS = 10**14
+
+
+class EventShapeError(ValueError):
+    """An element of a request that cannot be an event or a user payload."""
+
+
+def _id(value: object) -> str | None:
+    """Ids arrive as strings or numbers; anything else (null, objects, empty) means 'absent'."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return str(value)
+
+
+def dedupe_key(event: dict) -> str:
+    for name in DEDUPE_FIELDS:
+        key = _id(event.get(name))
+        if key is not None:
+            return key
+    canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _time_string_ms(value: object) -> int | None:
+    if not isinstance(value, str) or len(value) < 19:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def event_time_ms(event: dict) -> int | None:
+    """Event time in epoch ms, or None when the event carries none (the receive time is used)."""
+    raw = event.get("time")
+    if not isinstance(raw, bool) and isinstance(raw, (int, float)) and 0 < raw < _MAX_EPOCH_MS:
+        return int(raw)
+    for name in TIME_STRING_FIELDS:
+        parsed = _time_string_ms(event.get(name))
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _session_id(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        return None  # Amplitude sends -1 for "no session"
+    return int(value)
+
+
+def _items(value: object) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    items = [item for item in map(_id, value) if item is not None]
+    return items or None
+
+
+def extract(obj: object, where: str) -> dict:
+    """The landed record of one request element, or EventShapeError saying what is wrong and where.
+
+    An element is an event (it has `event_type`) or a user payload (Amplitude's "Send Users":
+    a user or device id, no event type). Users are landed and counted as skipped.
+    """
+    if not isinstance(obj, dict):
+        raise EventShapeError(f"{where} is not an object (got {type(obj).__name__})")
+    event_type = obj.get("event_type")
+    user_id = _id(obj.get("user_id"))
+    device_id = _id(obj.get("device_id"))
+    if event_type is None:
+        if user_id is None and device_id is None:
+            raise EventShapeError(f"{where} has no event_type and no user_id or device_id")
+        kind = "user"
+    elif not isinstance(event_type, str) or not event_type.strip():
+        raise EventShapeError(f"{where}.event_type must be a non-empty string (got {event_type!r:.60})")
+    else:
+        kind = "event"
+    props = obj.get("event_properties")
+    if not isinstance(props, dict):
+        props = {}
+    return {
+        "kind": kind,
+        "event_id": dedupe_key(obj),
+        "event_type": event_type,
+        "user_id": user_id,
+        "device_id": device_id,
+        "session_id": _session_id(obj.get("session_id")),
+        "event_time": event_time_ms(obj),
+        "item_id": _id(props.get("item_id")),
+        "items_shown": _items(props.get("items_shown")),
+        "feed_type": _id(props.get("feed_type")),
+        "recommendation_id": _id(props.get("recommendation_id")),
+        "event": obj,
+    }
+

@@ -1,0 +1,101 @@
+"""The receiver as one ASGI app: the webhook path goes straight to its handler, the rest to Starlette.
+
+Start-up recovers what a crash left open before the first request is accepted; shutdown lands
+what is pending and seals the open segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from amp_personalize.events import WeightTable, load_weights
+from amp_personalize.landing.commit import GroupCommitter
+from amp_personalize.landing.segments import recover
+from amp_personalize.landing.writer import SegmentWriter
+from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics
+from amp_personalize.receiver.webhook import Landing, WebhookHandler
+from amp_personalize.settings import Settings
+
+log = logging.getLogger(__name__)
+GC_GEN0_THRESHOLD = 20_000
+WEBHOOK_PATH = "/webhooks/amplitude/"
+# Without the slash too: a POST redirected by 307 is one many senders won't follow.
+WEBHOOK_PATHS = frozenset({WEBHOOK_PATH, WEBHOOK_PATH.rstrip("/")})
+
+
+def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommitter:
+    writer = SegmentWriter(
+        settings.landing_dir,
+        settings.quarantine_dir,
+        settings.window_minutes,
+        settings.segment_max_bytes,
+        settings.segment_max_age_seconds,
+    )
+    return GroupCommitter(
+        writer,
+        interval_seconds=settings.commit_interval_ms / 1000,
+        max_events=settings.commit_max_events,
+        on_commit=metrics.commit,
+    )
+
+
+class ReceiverApp:
+    def __init__(self, webhook: WebhookHandler, rest: Starlette, settings: Settings) -> None:
+        self.webhook = webhook
+        self.rest = rest
+        self.settings = settings
+        self.metrics = webhook.metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] in WEBHOOK_PATHS and scope["method"] == "POST":
+            return await self.webhook(scope, receive, send)
+        await self.rest(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    weights: WeightTable | None = None,
+    landing: Landing | None = None,
+) -> ReceiverApp:
+    settings = settings or Settings.from_env()
+    weights = weights or load_weights(settings.weights_file)
+    metrics = ReceiverMetrics()
+    landing = landing or durable_landing(settings, metrics)
+    webhook = WebhookHandler(weights, landing, metrics, settings.max_body_bytes, settings.webhook_secret)
+
+    async def healthz(request: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        report = recover(settings.landing_dir, settings.quarantine_dir)
+        if report.sealed or report.torn_lines:
+            log.warning("recovered %d open segments, quarantined %d torn lines", len(report.sealed), report.torn_lines)
+        metrics.segments_recovered += len(report.sealed)
+        metrics.torn_lines += report.torn_lines
+        # Everything loaded so far lives for the whole process: keep the collector off it, and
+        # let it run less often, since each request allocates a few short-lived dicts.
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+        landing.start()
+        try:
+            yield
+        finally:
+            await landing.stop()
+
+    rest = Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics_endpoint, methods=["GET"])],
+        lifespan=lifespan,
+    )
+    return ReceiverApp(webhook, rest, settings)

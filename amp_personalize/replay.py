@@ -1,0 +1,166 @@
+"""Replaying Amplitude exports (or any NDJSON of events) through the webhook, as Amplitude would.
+
+Going through HTTP rather than writing landing files directly means a replay exercises exactly
+the path live traffic takes: validation, durability, counting.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import time
+import zipfile
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import httpx
+import orjson
+
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class ReplaySummary:
+    sent: int = 0  # events acknowledged by the receiver
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0  # events the receiver refused or never acknowledged
+    invalid: int = 0  # lines in the files that are not JSON objects; never sent
+    requests: int = 0
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _events_in_document(data: bytes) -> list | None:
+    """A whole-file JSON document's events, or None if the file is not one JSON document."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("events"), list):
+        return doc["events"]
+    return doc if isinstance(doc, list) else [doc]
+
+
+def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dict]:
+    """Events from a .json document (object, list, or {"events": [...]}) or from NDJSON lines."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    events = _events_in_document(data)
+    if events is None:
+        events = []
+        for number, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                summary.invalid += 1
+                summary.errors.append(f"{name}:{number}: not JSON")
+    for event in events:
+        if isinstance(event, dict):
+            yield event
+        else:
+            summary.invalid += 1
+
+
+def read_events(path: Path, summary: ReplaySummary) -> Iterator[dict]:
+    """Events of one file: .json, .json.gz, .ndjson/.jsonl, or an Amplitude export .zip of those."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                if info.is_dir():
+                    continue
+                yield from parse_events(archive.read(info), f"{path}!{info.filename}", summary)
+        return
+    yield from parse_events(path.read_bytes(), str(path), summary)
+
+
+def batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def post_batch(
+    client: httpx.Client,
+    url: str,
+    batch: list[dict],
+    headers: dict[str, str],
+    max_retries: int,
+    backoff: float,
+) -> tuple[dict | None, int, str | None]:
+    """(reply, retries, error): retries 408/429/5xx and connection errors with exponential backoff."""
+    body = orjson.dumps({"events": batch})
+    retries = 0
+    while True:
+        error: str
+        try:
+            response = client.post(url, content=body, headers=headers)
+            if response.status_code == 200:
+                return response.json(), retries, None
+            error = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code not in RETRY_STATUSES:
+                return None, retries, error
+            delay = float(response.headers.get("retry-after", 0) or 0)
+        except httpx.TransportError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            delay = 0.0
+        if retries >= max_retries:
+            return None, retries, error
+        time.sleep(max(delay, backoff * 2**retries))
+        retries += 1
+
+
+def replay(
+    paths: list[Path],
+    url: str,
+    batch_size: int = 500,
+    secret: str | None = None,
+    concurrency: int = 4,
+    max_retries: int = 6,
+    backoff: float = 0.5,
+    progress: bool = True,
+) -> ReplaySummary:
+    from tqdm import tqdm
+
+    summary = ReplaySummary()
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    events = (event for path in paths for event in read_events(path, summary))
+    bar = tqdm(unit="ev", disable=not progress, desc="replay")
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(concurrency) as pool:
+        in_flight: dict = {}
+
+        def settle(done) -> None:
+            for future in done:
+                size = in_flight.pop(future)
+                reply, retries, error = future.result()
+                summary.requests += 1
+                summary.retries += retries
+                if reply is None:
+                    summary.failed += size
+                    summary.errors.append(error or "unknown error")
+                else:
+                    summary.sent += reply.get("events_ingested", size)
+                    summary.processed += reply.get("processed", 0)
+                    summary.skipped += reply.get("skipped", 0)
+                bar.update(size)
+
+        for batch in batches(events, batch_size):
+            if len(in_flight) >= concurrency:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                settle(done)
+            future = pool.submit(post_batch, client, url, batch, headers, max_retries, backoff)
+            in_flight[future] = len(batch)
+        settle(wait(in_flight).done)
+    bar.close()
+    return summary

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real uvicorn on loopback (in a thread or a subprocess) and landing readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from amp_personalize.landing.segments import OPEN_SUFFIX, SEALED_SUFFIX
+from amp_personalize.receiver import create_app
+from amp_personalize.settings import Settings
+
+WEBHOOK = "/webhooks/amplitude/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def landed_lines(data_dir: Path, include_open: bool = True) -> list[dict]:
+    """Every landed line under data_dir/landing, sealed and (optionally) still open."""
+    suffixes = (SEALED_SUFFIX, OPEN_SUFFIX) if include_open else (SEALED_SUFFIX,)
+    lines = []
+    for path in sorted((data_dir / "landing").glob("*/*")):
+        if path.name.endswith(suffixes):
+            lines.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line)
+    return lines
+
+
+class LiveReceiver:
+    """A real uvicorn serving an app in a background thread, on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveReceiver":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("receiver did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def post(self, body=None, *, content: bytes | None = None, headers: dict | None = None, path=WEBHOOK):
+        if content is None:
+            content = orjson.dumps(body)
+        return httpx.post(self.url + path, content=content, headers=headers or {}, timeout=30)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return replace(Settings.from_env({}), data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def receiver(settings: Settings):
+    with LiveReceiver(create_app(settings)) as live:
+        yield live
+
+
+class ReceiverProcess:
+    """`amp-personalize serve` as a separate process, for crash and resource-limit tests."""
+
+    def __init__(self, data_dir: Path, env: dict | None = None, preexec=None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "AMP_DATA_DIR": str(data_dir), **(env or {})}
+        self.preexec = preexec
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ReceiverProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amp_personalize.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=self.preexec,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"receiver exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("receiver did not become healthy")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

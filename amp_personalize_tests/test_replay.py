@@ -1,0 +1,103 @@
+"""`amp-personalize replay`: every file format, batching, retries, and the summary."""
+
+import gzip
+import io
+import json
+import zipfile
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from amp_personalize.cli import main
+from amp_personalize.receiver import create_app
+from amp_personalize.replay import replay
+from amp_personalize_tests.conftest import WEBHOOK, LiveReceiver, landed_lines
+
+
+def ev(i, kind="click"):
+    return {"event_type": kind, "user_id": f"u{i % 5}", "uuid": f"e{i}", "event_properties": {"item_id": f"d{i % 7}"}}
+
+
+def ndjson(events) -> bytes:
+    return b"".join(orjson.dumps(e) + b"\n" for e in events)
+
+
+@pytest.fixture
+def export_files(tmp_path):
+    """The same 60 events spread over each format replay reads."""
+    events = [ev(i, "page_view" if i % 4 == 0 else "click") for i in range(60)]
+    files = {
+        "a.json": orjson.dumps({"events": events[0:10]}),
+        "b.json": orjson.dumps(events[10:20]),
+        "c.json": ndjson(events[20:30]),  # Amplitude export files are NDJSON named .json
+        "d.json.gz": gzip.compress(ndjson(events[30:40])),
+        "e.ndjson": ndjson(events[40:45]) + b"{broken\n" + b"[1,2]\n",
+    }
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:  # an Amplitude export zip: gzipped NDJSON per hour
+        z.writestr("123456/123456_2024-01-01_0#0.json.gz", gzip.compress(ndjson(events[45:55])))
+        z.writestr("123456/123456_2024-01-01_1#0.json.gz", gzip.compress(ndjson(events[55:60])))
+    files["export.zip"] = archive.getvalue()
+    paths = []
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        paths.append(path)
+    return paths, events
+
+
+def test_replay_reads_every_format_and_reports(receiver, settings, export_files):
+    paths, events = export_files
+    summary = replay(paths, receiver.url + WEBHOOK, batch_size=7, progress=False)
+    assert (summary.sent, summary.failed, summary.invalid) == (60, 0, 2)
+    assert summary.processed == 45 and summary.skipped == 15
+    assert any("e.ndjson:6: not JSON" in e for e in summary.errors)
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == sorted(e["uuid"] for e in events)
+
+
+class Flaky:
+    """Answers 429, then 503, before letting requests through: replay must retry, not drop."""
+
+    def __init__(self, app, statuses):
+        self.app, self.statuses = app, list(statuses)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and self.statuses:
+            status = self.statuses.pop(0)
+            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"0")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        await self.app(scope, receive, send)
+
+
+def test_replay_retries_429_and_5xx(settings, export_files):
+    paths, _ = export_files
+    with LiveReceiver(Flaky(create_app(settings), [429, 503, 500])) as live:
+        summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
+    assert (summary.sent, summary.failed, summary.retries) == (10, 0, 3)
+
+
+def test_replay_gives_up_and_says_so(settings, export_files):
+    paths, _ = export_files
+    with LiveReceiver(Flaky(create_app(settings), [503] * 10)) as live:
+        summary = replay(paths[:1], live.url + WEBHOOK, max_retries=2, backoff=0.01, progress=False)
+    assert (summary.sent, summary.failed) == (0, 10)
+    assert summary.errors == ["HTTP 503: {}"]
+
+
+def test_replay_cli_prints_the_summary(receiver, export_files):
+    paths, _ = export_files
+    result = CliRunner().invoke(
+        main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *map(str, paths)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "sent 60  processed 45  skipped 15  failed 0  invalid 2" in result.output
+
+
+def test_replay_cli_fails_on_a_refused_batch(receiver, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"events": [{"time": 1}]}))  # no event_type, no ids: a 400
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(path)])
+    assert result.exit_code == 1
+    assert "failed 1" in result.output

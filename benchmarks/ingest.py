@@ -1,0 +1,176 @@
+"""Receiver throughput with durable group-commit landing against a baseline that lands nothing.
+
+Both apps are the same handler on uvicorn (one worker, uvloop + httptools): the baseline swaps
+landing for a no-op, so the ratio is exactly the cost of write + fsync. A bare ASGI app that
+only reads the body and replies is run too, as uvicorn's ceiling on this machine. Load
+comes from wrk (C, one thread, on the other core). Runs alternate baseline/durable so drift in
+a noisy machine hits both; the median of the rounds is reported.
+
+    .venv/bin/python benchmarks/ingest.py [--seconds 8] [--rounds 3] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import orjson
+
+
+def amplitude_event(i: int) -> dict:
+    """Shaped like an event from Amplitude's Webhook destination (export format)."""
+    return {
+        "event_type": "click",
+        "user_id": f"user_{i % 5000}",
+        "device_id": "5f2c6e0e-8d1b-4f5e-9d5a-0a1b2c3d4e5f",
+        "uuid": f"0f8f1f5e-2d7c-4a9b-8c3d-{i:012d}",
+        "session_id": 1732600000000,
+        "time": 1732600000000 + i,
+        "event_time": "2024-11-26 05:46:40.000000",
+        "server_received_time": "2024-11-26 05:46:40.512000",
+        "platform": "Web",
+        "os_name": "Chrome",
+        "country": "United States",
+        "event_properties": {"item_id": f"unified_doc_{i % 20000}", "item_type": "paper", "position": 3, "feed_type": "popular"},
+        "user_properties": {"plan": "free", "signup_cohort": "2024-10"},
+    }
+
+
+def serve(mode: str, port: int, data_dir: str) -> None:
+    import uvicorn
+
+    from amp_personalize.receiver import create_app
+    from amp_personalize.settings import Settings
+
+    class NoLanding:
+        async def commit(self, heads: list[bytes]) -> None:
+            return None
+
+        def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+    async def bare(scope, receive, send) -> None:
+        """Reads the body and replies: uvicorn's own ceiling on this machine, for reference."""
+        if scope["type"] != "http":
+            return
+        message = {"more_body": True}
+        while message.get("more_body"):
+            message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"code":200}'})
+
+    settings = replace(Settings.from_env(), data_dir=Path(data_dir))
+    app = bare if mode == "bare" else create_app(settings, landing=NoLanding() if mode == "baseline" else None)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+        access_log=False, proxy_headers=False, server_header=False, log_level="warning",
+    )
+
+
+def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> dict:
+    body_file = workdir / "body.json"
+    body_file.write_bytes(body)
+    script = workdir / "post.lua"
+    script.write_text(
+        'local f = io.open("%s", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' % body_file
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw failures:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%")}
+
+
+def run_server(mode: str, data_dir: Path):
+    port = 18000 + (os.getpid() % 1000) * 3 + ["bare", "baseline", "durable"].index(mode)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--port", str(port), "--data", str(data_dir)])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/healthz", timeout=0.5)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"{mode} server did not start")
+
+
+def landed_lines(data_dir: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in (data_dir / "landing").glob("*/*.ndjson*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64, help="for single events (Amplitude's webhook)")
+    parser.add_argument("--batch-connections", type=int, default=16, help="for 100-event batches (replays, SDKs)")
+    parser.add_argument("--only", choices=["single", "batch"], help="run one scenario")
+    parser.add_argument("--serve", choices=["bare", "baseline", "durable"])
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--data")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve, args.port, args.data)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench does this)")
+
+    scenarios = {
+        "single event": (orjson.dumps(amplitude_event(1)), 1, args.connections),
+        "100-event batch": (orjson.dumps({"events": [amplitude_event(i) for i in range(100)]}), 100, args.batch_connections),
+    }
+    if args.only:
+        scenarios = {k: v for k, v in scenarios.items() if k.startswith(args.only) or (args.only == "batch" and "batch" in k)}
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "data") as tmp:
+        tmp = Path(tmp)
+        for name, (body, events_per_request, connections) in scenarios.items():
+            for round_no in range(args.rounds):
+                for mode in ("bare", "baseline", "durable"):
+                    data_dir = tmp / f"{mode}-{round_no}-{events_per_request}"
+                    proc, url = run_server(mode, data_dir)
+                    try:
+                        result = wrk(url + "/webhooks/amplitude/", body, args.seconds, connections, tmp)
+                    finally:
+                        proc.terminate()
+                        proc.wait(30)
+                    if mode == "durable":  # every acknowledged event is on disk, or the run is void
+                        result["landed"] = landed_lines(data_dir)
+                        shutil.rmtree(data_dir)
+                    results.setdefault((name, mode), []).append(result)
+
+    print(f"\nreceiver ingest: 1 uvicorn worker; wrk -t1, {args.seconds}s x {args.rounds} rounds alternating, medians")
+    print(f"{'scenario':<17} {'mode':<9} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, (_, per, connections) in scenarios.items():
+        medians = {}
+        for mode in ("bare", "baseline", "durable"):
+            runs = results[(name, mode)]
+            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+            medians[mode] = med
+            print(f"{name:<17} {mode:<9} {med['rps']:>9.0f} {med['rps'] * per:>10.0f} {med['p50']:>8.2f} {med['p99']:>8.2f}")
+        ratio = medians["durable"]["rps"] / medians["baseline"]["rps"]
+        print(f"{name:<17} ratio durable/baseline: {ratio:.3f}  ({connections} connections)")
+
+
+if __name__ == "__main__":
+    main()
