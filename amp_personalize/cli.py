@@ -90,5 +90,41 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
         sys.exit(1)
 
 
+@main.command()
+@click.option("--all-windows", is_flag=True, help="Also seal and process the window still open (demos, tests).")
+def process(all_windows: bool) -> None:
+    """Process closed landing windows now, without the Dagster daemon."""
+    from amp_personalize.process import dagster_instance, process_once
+
+    settings = _settings()
+    with dagster_instance(settings) as instance:
+        report = process_once(settings, all_windows, instance)
+    for why in report.waiting:
+        click.echo(f"waiting: {why}")
+    click.echo(f"processed {len(report.windows)} window(s): {', '.join(report.windows) or '-'}")
+    if report.scores_refreshed:
+        click.echo("refreshed user_item_scores")
+    if report.failed:
+        click.echo(f"failed: {', '.join(report.failed)} (see the Dagster UI for the run logs)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("query")
+def sql(query: str) -> None:
+    """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""
+    import duckdb
+
+    from amp_personalize.lake.warehouse import query as run_query
+
+    settings = _settings()
+    if not settings.warehouse_path.exists():
+        raise click.UsageError(f"{settings.warehouse_path} does not exist yet: run `amp-personalize process` first")
+    try:
+        click.echo(run_query(settings.warehouse_path, query))
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+
+
 if __name__ == "__main__":
     main()

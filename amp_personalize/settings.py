@@ -56,10 +56,23 @@ class Settings:
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
     weights_file: Path | None = None
+    grace_seconds: float = 30.0
+    history_days: int = 90
+    dedupe_lookback_hours: int = 24
+    future_skew_minutes: int = 10
+    partitions_start: str = "2025-01-01"
 
     @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -70,10 +83,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         window_minutes = _int(env, "AMP_WINDOW_MINUTES", 60, minimum=1)
-        if 1440 % window_minutes:
+        if (60 % window_minutes if window_minutes < 60 else (window_minutes % 60 or 1440 % window_minutes)):
             raise SettingsError(
-                f"AMP_WINDOW_MINUTES={window_minutes} must divide a day (1440 minutes) evenly, "
-                "so that windows line up with the calendar: 5, 15, 30, 60, 120, ..."
+                f"AMP_WINDOW_MINUTES={window_minutes} must divide an hour or be whole hours dividing a day, "
+                "so that windows line up with the clock (and a cron schedule): 1, 5, 15, 30, 60, 120, 360, ..."
             )
         weights = env.get("AMP_WEIGHTS_FILE", "").strip()
         return cls(
@@ -88,4 +101,9 @@ class Settings:
             receiver_host=env.get("AMP_RECEIVER_HOST", "").strip() or "127.0.0.1",
             receiver_port=_int(env, "AMP_RECEIVER_PORT", 8000, minimum=0),
             weights_file=Path(weights) if weights else None,
+            grace_seconds=_float(env, "AMP_GRACE_SECONDS", 30.0),
+            history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1),
+            dedupe_lookback_hours=_int(env, "AMP_DEDUPE_LOOKBACK_HOURS", 24, minimum=0),
+            future_skew_minutes=_int(env, "AMP_FUTURE_SKEW_MINUTES", 10, minimum=0),
+            partitions_start=env.get("AMP_PARTITIONS_START", "").strip() or "2025-01-01",
         )

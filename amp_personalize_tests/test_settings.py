@@ -29,7 +29,8 @@ def test_values_are_read_from_the_environment():
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"AMP_WINDOW_MINUTES": "7"}, "AMP_WINDOW_MINUTES=7 must divide a day"),
+        ({"AMP_WINDOW_MINUTES": "7"}, "AMP_WINDOW_MINUTES=7 must divide an hour"),
+        ({"AMP_WINDOW_MINUTES": "90"}, "AMP_WINDOW_MINUTES=90 must divide an hour"),
         ({"AMP_WINDOW_MINUTES": "hour"}, "AMP_WINDOW_MINUTES='hour' is not an integer"),
         ({"AMP_MAX_BODY_BYTES": "0"}, "AMP_MAX_BODY_BYTES=0 must be at least 1"),
         ({"AMP_SEGMENT_MAX_AGE_SECONDS": "-1"}, "AMP_SEGMENT_MAX_AGE_SECONDS=-1.0 must be at least"),

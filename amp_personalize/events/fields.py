@@ -113,6 +113,8 @@ def extract(obj: object, where: str) -> dict:
         "items_shown": _items(props.get("items_shown")),
         "feed_type": _id(props.get("feed_type")),
         "recommendation_id": _id(props.get("recommendation_id")),
+        # As JSON text, so the lake can keep every property without re-parsing the raw event.
+        "properties": orjson.dumps(props).decode() if props else None,
         "event": obj,
     }
 

@@ -54,8 +54,8 @@ def sealed_segments(landing_dir: Path, window: str | None = None) -> list[Path]:
     return sorted(landing_dir.glob(pattern))
 
 
-def open_segments(landing_dir: Path) -> list[Path]:
-    return sorted(landing_dir.glob(f"*/*{OPEN_SUFFIX}"))
+def open_segments(landing_dir: Path, window: str | None = None) -> list[Path]:
+    return sorted(landing_dir.glob(f"{window or '*'}/*{OPEN_SUFFIX}"))
 
 
 @dataclass
@@ -119,14 +119,14 @@ class RecoveryReport:
     torn_lines: int
 
 
-def recover(landing_dir: Path, quarantine_dir: Path) -> RecoveryReport:
+def recover(landing_dir: Path, quarantine_dir: Path, window: str | None = None) -> RecoveryReport:
     """Seal every open segment that no live process holds; safe to run at any time, by anyone."""
     report = RecoveryReport(sealed=[], torn_lines=0)
     if not landing_dir.exists():
         return report
-    for leftover in landing_dir.glob(f"*/*{CREATING_SUFFIX}"):
+    for leftover in landing_dir.glob(f"{window or '*'}/*{CREATING_SUFFIX}"):
         _with_lock(leftover, lambda fd, p: (p.unlink(), None))
-    for path in open_segments(landing_dir):
+    for path in open_segments(landing_dir, window):
         result = _with_lock(path, lambda fd, p: seal_locked(fd, p, quarantine_dir))
         if result is None:
             continue

@@ -1,0 +1,58 @@
+"""raw_events: the window's landed events, typed and deduplicated; the replayable source of truth."""
+
+import dagster as dg
+import polars as pl
+
+from amp_personalize.assets.partitions import WINDOWS
+from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.checks.rules import RAW_EVENTS
+from amp_personalize.events.windows import window_key, window_start_ms
+from amp_personalize.lake.parquet import published
+from amp_personalize.landing.segments import sealed_segments
+from amp_personalize.resources import AmpResource
+from amp_personalize.transforms.landing import read_landing
+from amp_personalize.transforms.raw_events import lag_seconds, raw_events as build_raw_events
+
+
+def earlier_event_ids(lake_dir, window: str, lookback_hours: int) -> pl.Series:
+    """event_ids of the windows before this one within the retry horizon (Amplitude: 4 hours)."""
+    since = window_key(window_start_ms(window) - lookback_hours * 3_600_000)
+    paths = [p for p in published(lake_dir, "raw_events") if since <= p.stem < window]
+    if not paths:
+        return pl.Series("event_id", [], dtype=pl.String)
+    return pl.scan_parquet(paths).select("event_id").collect()["event_id"]
+
+
+@dg.asset(
+    partitions_def=WINDOWS,
+    check_specs=check_specs("raw_events", RAW_EVENTS),
+    group_name="events",
+    kinds={"polars", "parquet"},
+)
+def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+    """Every landed event of one landing window, typed, each event_id once across windows."""
+    settings = amp.settings()
+    window = context.partition_key
+    segments = sealed_segments(settings.landing_dir, window)
+    landed, malformed = read_landing(segments)
+    earlier = earlier_event_ids(settings.lake_dir, window, settings.dedupe_lookback_hours)
+    df, stats = build_raw_events(landed, earlier)
+    kinds = dict(df.group_by("kind").len().iter_rows()) if df.height else {}
+    return publish(
+        "raw_events",
+        df,
+        RAW_EVENTS,
+        amp,
+        partition=window,
+        metadata={
+            "segments": len(segments),
+            "lines_landed": stats.landed,
+            "malformed_lines_dropped": malformed,
+            "duplicates_in_window": stats.duplicates_in_window,
+            "duplicates_of_earlier_windows": stats.duplicates_of_earlier_windows,
+            "events": kinds.get("event", 0),
+            "user_payloads": kinds.get("user", 0),
+            "events_without_own_time": int(df["event_time_missing"].sum()) if df.height else 0,
+            **{f"lag_seconds_{k}": v for k, v in lag_seconds(df).items()},
+        },
+    )

@@ -1,0 +1,1 @@
+"""Demo data: a seeded, realistic Amplitude event stream for demos, benchmarks and model evaluation."""

@@ -1,0 +1,19 @@
+"""Jobs: the per-window job the landing sensor launches, and the aggregate refresh."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from amp_personalize.assets.partitions import WINDOWS
+
+window_job = dg.define_asset_job(
+    "process_window",
+    selection=["raw_events", "interactions", "impressions"],
+    partitions_def=WINDOWS,
+    description="One landing window: raw_events, then interactions and impressions, with their checks.",
+)
+scores_job = dg.define_asset_job(
+    "refresh_user_item_scores",
+    selection=["user_item_scores"],
+    description="Recompute user_item_scores from every published interactions window.",
+)

@@ -1,0 +1,1 @@
+"""The parquet lake under data/lake/ and the duckdb warehouse of views over it."""

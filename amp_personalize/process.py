@@ -1,0 +1,79 @@
+"""`amp-personalize process`: one pass of what the daemon does, without the daemon.
+
+Runs the same jobs as the landing sensor would, through a real Dagster instance, so every run,
+materialization and check shows up in the Dagster UI afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from amp_personalize.landing.segments import open_segments, recover
+from amp_personalize.sensors.plan import plan_windows
+from amp_personalize.settings import Settings
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """$DAGSTER_HOME's instance if set, else a persistent one under <data>/dagster."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = (settings.data_dir / "dagster").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)  # the same instance `make up`'s Dagster UI reads
+    return dg.DagsterInstance.get()
+
+
+def wait_for_sealed(settings: Settings, timeout: float) -> list[Path]:
+    """Give live receivers time to seal their open segments by age; returns any still open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recover(settings.landing_dir, settings.quarantine_dir)
+        still_open = open_segments(settings.landing_dir)
+        if not still_open or time.monotonic() > deadline:
+            return still_open
+        time.sleep(0.2)
+
+
+@dataclass
+class ProcessReport:
+    windows: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    scores_refreshed: bool = False
+
+
+def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:
+    from amp_personalize.definitions import defs
+
+    report = ProcessReport()
+    if all_windows:
+        still_open = wait_for_sealed(settings, settings.segment_max_age_seconds + 5)
+        report.waiting += [f"{p.parent.name}/{p.name} is still open (a receiver is writing it)" for p in still_open]
+    plan = plan_windows(
+        settings.landing_dir,
+        settings.quarantine_dir,
+        now_ms=int(time.time() * 1000),
+        window_minutes=settings.window_minutes,
+        grace_seconds=settings.grace_seconds,
+        include_open=all_windows,
+    )
+    report.waiting += [why for _, why in plan.waiting]
+    done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+    # A settled window is immutable: done once is done. A window processed while still open
+    # (--all-windows) is rebuilt, idempotently, until it has settled.
+    due = [w for w in plan.ready if w not in done or (plan.watermark is None or w > plan.watermark)]
+    window_job = defs.resolve_job_def("process_window")
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
+    for window in due:
+        result = window_job.execute_in_process(partition_key=window, instance=instance, raise_on_error=False, run_config=quiet)
+        (report.windows if result.success else report.failed).append(window)
+    if report.windows:
+        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+        report.scores_refreshed = scores.success
+        if not scores.success:
+            report.failed.append("user_item_scores")
+    return report

@@ -1,0 +1,52 @@
+"""The one Dagster resource: where the data lives and the knobs the assets read.
+
+Built from Settings (the environment) in definitions.py; tests build it with a temp data_dir.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+
+from amp_personalize.events import WeightTable, load_weights
+from amp_personalize.settings import Settings
+
+
+class AmpResource(dg.ConfigurableResource):
+    data_dir: str = "data"
+    weights_file: str | None = None
+    window_minutes: int = 60
+    history_days: int = 90
+    dedupe_lookback_hours: int = 24
+    future_skew_minutes: int = 10
+    grace_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "AmpResource":
+        return cls(
+            data_dir=str(settings.data_dir),
+            weights_file=str(settings.weights_file) if settings.weights_file else None,
+            window_minutes=settings.window_minutes,
+            history_days=settings.history_days,
+            dedupe_lookback_hours=settings.dedupe_lookback_hours,
+            future_skew_minutes=settings.future_skew_minutes,
+            grace_seconds=settings.grace_seconds,
+        )
+
+    def settings(self) -> Settings:
+        return replace(
+            Settings.from_env({}),
+            data_dir=Path(self.data_dir),
+            weights_file=Path(self.weights_file) if self.weights_file else None,
+            window_minutes=self.window_minutes,
+            history_days=self.history_days,
+            dedupe_lookback_hours=self.dedupe_lookback_hours,
+            future_skew_minutes=self.future_skew_minutes,
+            grace_seconds=self.grace_seconds,
+        )
+
+    def weights(self) -> WeightTable:
+        # Read at every materialization, so an edited weight file applies to rebuilt windows.
+        return load_weights(Path(self.weights_file) if self.weights_file else None)

@@ -1,0 +1,1 @@
+"""Sensors: landing windows become runs; finished windows refresh the aggregate."""

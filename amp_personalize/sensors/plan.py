@@ -1,0 +1,72 @@
+"""Which landing windows are ready to process: the landing sensor's logic, and `process`'s.
+
+Pure bookkeeping over directory listings (plus sealing segments a crashed receiver left open):
+no event is read here, the reading happens in runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from amp_personalize.events.windows import window_start_ms
+from amp_personalize.landing.segments import open_segments, recover, sealed_segments
+
+
+@dataclass
+class WindowPlan:
+    ready: list[str] = field(default_factory=list)
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # (window, why it is not ready)
+    watermark: str | None = None  # the newest window that needs no further look
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def landing_windows(landing_dir: Path) -> list[str]:
+    if not landing_dir.exists():
+        return []
+    return sorted(p.name for p in landing_dir.iterdir() if p.is_dir() and p.name[:1].isdigit())
+
+
+def plan_windows(
+    landing_dir: Path,
+    quarantine_dir: Path,
+    now_ms: int,
+    window_minutes: int,
+    grace_seconds: float,
+    watermark: str | None = None,
+    include_open: bool = False,
+) -> WindowPlan:
+    """Windows after `watermark`, oldest first, that are closed, past the grace period and sealed.
+
+    Stops at the first window that is not ready, so the watermark only ever moves over a
+    contiguous run of settled windows and a restart from a saved cursor misses nothing.
+    With include_open the still-open window counts as ready once its segments are sealed.
+    """
+    plan = WindowPlan(watermark=watermark)
+    width = window_minutes * 60_000
+    for window in landing_windows(landing_dir):
+        if watermark is not None and window <= watermark:
+            continue
+        closes = window_start_ms(window) + width
+        settled = closes + int(grace_seconds * 1000)
+        if now_ms < closes and not include_open:
+            plan.waiting.append((window, f"window {window} is open until {_iso(closes)}"))
+            break
+        if now_ms < settled and not include_open:
+            plan.waiting.append((window, f"window {window} closed; grace period until {_iso(settled)}"))
+            break
+        if open_segments(landing_dir, window):
+            recover(landing_dir, quarantine_dir, window)  # seals only what no live receiver holds
+        still_open = open_segments(landing_dir, window)
+        if still_open:
+            plan.waiting.append((window, f"window {window} has {len(still_open)} segment(s) still being written"))
+            break
+        if sealed_segments(landing_dir, window):
+            plan.ready.append(window)
+        if now_ms >= settled:
+            plan.watermark = window
+    return plan
