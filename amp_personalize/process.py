@@ -23,6 +23,7 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         home = (settings.data_dir / "dagster").resolve()
         home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").touch()  # defaults: sqlite storage in this folder
         os.environ["DAGSTER_HOME"] = str(home)  # the same instance `make up`'s Dagster UI reads
     return dg.DagsterInstance.get()
 
@@ -48,6 +49,7 @@ class ProcessReport:
 
 def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:
     from amp_personalize.definitions import defs
+    from amp_personalize.resources import AmpResource
 
     report = ProcessReport()
     if all_windows:
@@ -68,11 +70,12 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     due = [w for w in plan.ready if w not in done or (plan.watermark is None or w > plan.watermark)]
     window_job = defs.resolve_job_def("process_window")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
+    run = {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": {"amp": AmpResource.from_settings(settings)}}
     for window in due:
-        result = window_job.execute_in_process(partition_key=window, instance=instance, raise_on_error=False, run_config=quiet)
+        result = window_job.execute_in_process(partition_key=window, **run)
         (report.windows if result.success else report.failed).append(window)
     if report.windows:
-        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(**run)
         report.scores_refreshed = scores.success
         if not scores.success:
             report.failed.append("user_item_scores")

@@ -1,8 +1,26 @@
+"""The whole Definitions object loads: a broken import or a dangling dependency fails here."""
+
 import dagster as dg
 
 from amp_personalize.definitions import defs
 
 
-def test_definitions_load():
-    assert isinstance(defs, dg.Definitions)
+def test_definitions_load_with_every_asset_check_and_sensor():
+    repo = defs.get_repository_def()
+    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
+        "raw_events", "interactions", "impressions", "user_item_scores",
+    }
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
+    assert ("interactions", "event_value_in_range") in checks
+    assert {asset for asset, _ in checks} == {"raw_events", "interactions", "impressions", "user_item_scores"}
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "scores_after_window"}
+    assert defs.resolve_job_def("process_window").partitions_def is not None
     defs.resolve_all_job_defs()
+
+
+def test_every_blocking_check_is_declared_blocking():
+    repo = defs.get_repository_def()
+    specs = {(s.asset_key.to_user_string(), s.name): s.blocking for a in repo.assets_defs_by_key.values() for s in a.check_specs}
+    assert specs[("interactions", "no_null_ids")] is True
+    assert specs[("interactions", "no_future_timestamps")] is False
+    assert isinstance(defs, dg.Definitions)

@@ -67,8 +67,9 @@ def event_time_ms(event: dict) -> int | None:
 
 
 def _session_id(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        return None  # Amplitude sends -1 for "no session"
+    # Amplitude sends -1 for "no session"; past int64 it is not a session start time either.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**63:
+        return None
     return int(value)
 
 

@@ -58,6 +58,12 @@ def test_extract_reads_the_spec_fields():
     assert (record["feed_type"], record["recommendation_id"], record["event_id"]) == ("popular", "r1", "abc")
 
 
+@pytest.mark.parametrize("value", [-1, 1.8446744073709552e19, 9.3e18, True, "123"])
+def test_session_ids_that_are_not_session_start_times_are_dropped(value):
+    # 1.8e19 came from the fuzzer: it once turned into an int too large to land (a 500).
+    assert extract({"event_type": "click", "session_id": value}, "e")["session_id"] is None
+
+
 def test_user_payloads_and_bad_elements():
     assert extract({"user_id": "u1", "user_properties": {}}, "x")["kind"] == "user"
     with pytest.raises(EventShapeError, match=r"events\[3\] is not an object \(got str\)"):

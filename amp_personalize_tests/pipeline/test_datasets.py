@@ -1,0 +1,150 @@
+"""A handcrafted landing fixture through the real assets, with every expected row spelled out."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from amp_personalize.assets.interactions import impressions, interactions
+from amp_personalize.assets.raw_events import raw_events
+from amp_personalize.assets.user_item_scores import user_item_scores
+from amp_personalize.events import extract
+from amp_personalize.lake.parquet import partition_path
+from amp_personalize.resources import AmpResource
+from amp_personalize.transforms.landing import LANDED_SCHEMA
+from amp_personalize_tests.landing_fixture import write_segment
+
+W1, W2 = "20260101T1000Z", "20260101T1100Z"
+WINDOW_ASSETS = [raw_events, interactions, impressions]
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def dt(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def ev(kind, user, item=None, uuid=None, t="2026-01-01 09:59:00", **props):
+    event = {"event_type": kind, "time": ms(t)}
+    if user is not None:
+        event["user_id"] = user
+    if uuid is not None:
+        event["uuid"] = uuid
+    if item is not None:
+        props["item_id"] = item
+    if props:
+        event["event_properties"] = props
+    return event
+
+
+W1_SEGMENT_A = [
+    ev("click", "u1", "doc_1", "a1", t="2026-01-01 09:59:00"),
+    ev("click", "u1", "doc_1", "a1", t="2026-01-01 09:59:00"),  # Amplitude retry: same uuid
+    ev("Upvote", "u1", "doc_1", "a2", t="2026-01-01 09:59:30"),  # case variant
+    ev("initial_impression", "u1", uuid="a3", items_shown=["doc_1", "doc_2", "論文_3"], feed_type="popular"),
+    ev("scroll_impression", "u2", uuid="a4", items_shown=[]),  # nothing shown: skipped
+    ev("page_view", "u1", "doc_9", "a5"),  # not weighted: skipped
+    ev("click", None, "doc_1", "a6"),  # no user id: skipped
+    ev("download", "u2", None, "a7"),  # no item: skipped
+]
+W1_SEGMENT_B = [
+    ev("flag", "usuário_7", "doc_2", "b1", t="2026-01-01 09:58:00"),
+    {"user_id": "u1", "user_properties": {"plan": "pro"}},  # a "Send Users" payload
+]
+W2_SEGMENT = [
+    ev("click", "u1", "doc_1", "a1"),  # a late retry of an event landed in W1
+    ev("hide", "u2", "論文_3", "c1", t="2026-01-01 10:30:00"),
+    ev("SHARE", "usuário_7", "doc_1", "c2", t="2026-01-01 10:31:00"),
+]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    data = tmp_path_factory.mktemp("fixture") / "data"
+    write_segment(data, W1, W1_SEGMENT_A, name="0000000000001-r1-000001")
+    write_segment(data, W1, W1_SEGMENT_B, name="0000000000002-r2-000001", offset_ms=1500, tail=b'{"kind":"event","event_id":"torn","ev')
+    write_segment(data, W2, W2_SEGMENT)
+    amp = AmpResource(data_dir=str(data), history_days=36500)  # fixture times are fixed, not recent
+    with dg.instance_for_test() as instance:
+        for window in (W1, W2):
+            result = dg.materialize(WINDOW_ASSETS, partition_key=window, resources={"amp": amp}, instance=instance)
+            assert result.success
+        assert dg.materialize([user_item_scores], resources={"amp": amp}, instance=instance).success
+        yield data, instance
+
+
+def read(data, dataset, partition="all"):
+    return pl.read_parquet(partition_path(data / "lake", dataset, partition))
+
+
+def test_landed_schema_matches_what_the_receiver_extracts():
+    assert set(extract({"event_type": "click"}, "e")) - {"event"} | {"received_at"} == set(LANDED_SCHEMA)
+
+
+def test_interactions_rows(lake):
+    data, _ = lake
+    w1 = read(data, "interactions", W1).select("event_id", "user_id", "item_id", "event_type", "event_value", "event_time")
+    assert w1.rows() == [  # in receive order: a1 at +1.0 s, b1 at +1.5 s, a2 at +3.0 s
+        ("a1", "u1", "doc_1", "click", 1.0, dt("2026-01-01 09:59:00")),
+        ("b1", "usuário_7", "doc_2", "flag", -2.5, dt("2026-01-01 09:58:00")),
+        ("a2", "u1", "doc_1", "upvote", 2.0, dt("2026-01-01 09:59:30")),
+    ]
+    w2 = read(data, "interactions", W2).select("event_id", "user_id", "item_id", "event_type", "event_value")
+    assert sorted(w2.rows()) == [
+        ("c1", "u2", "論文_3", "hide", -1.5),
+        ("c2", "usuário_7", "doc_1", "share", 2.0),
+    ]
+
+
+def test_impressions_rows(lake):
+    data, _ = lake
+    rows = read(data, "impressions", W1).select("event_id", "user_id", "item_id", "position", "impression_type", "feed_type", "event_value")
+    assert rows.rows() == [
+        ("a3", "u1", "doc_1", 0, "initial_impression", "popular", 0.3),
+        ("a3", "u1", "doc_2", 1, "initial_impression", "popular", 0.3),
+        ("a3", "u1", "論文_3", 2, "initial_impression", "popular", 0.3),
+    ]
+    assert read(data, "impressions", W2).height == 0
+
+
+def test_user_item_scores_rows(lake):
+    data, _ = lake
+    scores = read(data, "user_item_scores").select("user_id", "item_id", "net_weight", "n_events", "negative")
+    assert scores.rows() == [
+        ("u1", "doc_1", 3.0, 2, False),
+        ("u2", "論文_3", -1.5, 1, True),
+        ("usuário_7", "doc_1", 2.0, 1, False),
+        ("usuário_7", "doc_2", -2.5, 1, True),
+    ]
+
+
+def test_raw_events_dedupes_within_and_across_windows(lake):
+    data, instance = lake
+    w1 = read(data, "raw_events", W1)
+    assert w1["event_id"].is_duplicated().sum() == 0
+    assert w1.height == 9  # 10 landed lines, one retry dropped; the torn line never counted
+    assert "a1" not in read(data, "raw_events", W2)["event_id"].to_list()
+    meta = instance.get_latest_materialization_event(dg.AssetKey("raw_events")).asset_materialization.metadata
+    assert meta["duplicates_of_earlier_windows"].value == 1
+    w1_meta = [
+        e.asset_materialization.metadata
+        for e in instance.fetch_materializations(dg.AssetKey("raw_events"), limit=10).records
+        if e.asset_materialization.partition == W1
+    ][0]
+    assert w1_meta["malformed_lines_dropped"].value == 1
+    assert w1_meta["duplicates_in_window"].value == 1
+    assert w1_meta["user_payloads"].value == 1
+
+
+def test_interactions_metadata_explains_what_was_skipped(lake):
+    _, instance = lake
+    records = instance.fetch_materializations(dg.AssetKey("interactions"), limit=10).records
+    meta = next(r.asset_materialization.metadata for r in records if r.asset_materialization.partition == W1)
+    assert meta["processed"].value == 4  # a1, a2, a3 (impression), b1
+    assert meta["skipped_by_reason"].value == {
+        "no_item_id": 1, "no_items_shown": 1, "no_user_id": 1, "unweighted_type": 1, "user_payload": 1,
+    }
+    assert meta["weight_distribution"].value["flag"]["rows"] == 1

@@ -1,0 +1,106 @@
+"""landing_sensor with real Dagster machinery: requests, run keys and the cursor across ticks."""
+
+import fcntl
+import json
+import os
+import time
+
+import dagster as dg
+import pytest
+
+from amp_personalize.definitions import defs
+from amp_personalize.events.windows import window_key, window_of
+from amp_personalize.resources import AmpResource
+from amp_personalize.sensors.landing_sensor import landing_sensor
+from amp_personalize.sensors.plan import plan_windows
+from amp_personalize_tests.landing_fixture import write_segment
+
+HOUR = 3_600_000
+CLICK = {"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}
+
+
+def windows_back(n: int) -> str:
+    return window_key(window_of(int(time.time() * 1000), 60) - n * HOUR)
+
+
+def tick(data, instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"amp": AmpResource(data_dir=str(data), grace_seconds=0)})
+    return landing_sensor(context), context
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, instance):
+    data = tmp_path / "data"
+    old, previous, current = windows_back(3), windows_back(1), windows_back(0)
+    for w in (old, previous):
+        write_segment(data, w, [CLICK])
+    write_segment(data, current, [CLICK])
+
+    result, _ = tick(data, instance)
+    assert [(r.run_key, r.partition_key) for r in result.run_requests] == [
+        (f"window-{old}", old), (f"window-{previous}", previous)
+    ]
+    assert json.loads(result.cursor) == {"watermark": previous}
+
+    # A late segment lands in the still-open window: still not requested, and said why.
+    write_segment(data, current, [CLICK], name="0000000000009-late-000001")
+    again, _ = tick(data, instance, cursor=result.cursor)
+    assert not again.run_requests
+    assert f"window {current} is open until" in again.skip_reason.skip_message
+    assert json.loads(again.cursor) == {"watermark": previous}
+
+
+def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instance):
+    data = tmp_path / "data"
+    write_segment(data, windows_back(2), [CLICK])
+    first, _ = tick(data, instance)
+    assert len(first.run_requests) == 1
+    saved = first.cursor
+    write_segment(data, windows_back(1), [CLICK])  # a window that settles while we were down
+    resumed, _ = tick(data, instance, cursor=saved)
+    assert [r.partition_key for r in resumed.run_requests] == [windows_back(1)]
+
+
+def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instance):
+    data = tmp_path / "data"
+    blocked, later = windows_back(3), windows_back(2)
+    write_segment(data, blocked, [CLICK])
+    live = write_segment(data, blocked, [CLICK], name="0000000000005-live-000001", sealed=False)
+    write_segment(data, later, [CLICK])
+    fd = os.open(live, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a receiver still holds it
+        result, _ = tick(data, instance)
+        assert not result.run_requests
+        assert "1 segment(s) still being written" in result.skip_reason.skip_message
+        assert result.cursor is None
+    finally:
+        os.close(fd)
+    # The holder died without sealing: the sensor seals it and both windows go, in order.
+    result, _ = tick(data, instance)
+    assert [r.partition_key for r in result.run_requests] == [blocked, later]
+    assert not live.exists()
+
+
+def test_grace_period_and_empty_landing(tmp_path):
+    data = tmp_path / "data"
+    now = int(time.time() * 1000)
+    assert plan_windows(data / "landing", data / "q", now, 60, 30).ready == []
+    just_closed = window_key(window_of(now, 60) - HOUR)
+    write_segment(data, just_closed, [CLICK])
+    end = window_of(now, 60)
+    in_grace = plan_windows(data / "landing", data / "q", end + 10_000, 60, 30)
+    assert in_grace.ready == [] and "grace period until" in in_grace.waiting[0][1]
+    settled = plan_windows(data / "landing", data / "q", end + 31_000, 60, 30)
+    assert settled.ready == [just_closed] and settled.watermark == just_closed
+
+
+def test_the_sensor_is_registered_running_on_the_window_job():
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "process_window"
