@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test bench clean
+.PHONY: install up demo test bench clean
 
 install: $(STAMP)
 
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: install
-	$(VENV)/bin/amp-personalize serve
+	$(VENV)/bin/amp-personalize up
+
+demo: install
+	$(PY) -m amp_personalize.demo.run
 
 test: install
 	$(PY) -m pytest -q

@@ -55,6 +55,17 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 
 @main.command()
+@click.option("--ui-host", default="127.0.0.1", show_default=True, help="Dagster UI interface.")
+@click.option("--ui-port", type=int, default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--workspace", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="workspace.yaml", show_default=True)
+def up(ui_host: str, ui_port: int, workspace: Path) -> None:
+    """The receiver and the Dagster UI (with the landing sensor running); Ctrl-C stops both."""
+    from amp_personalize.services import up as run_up
+
+    sys.exit(run_up(_settings(), ui_host, ui_port, workspace))
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--url", default=None, help="Webhook URL [http://AMP_RECEIVER_HOST:AMP_RECEIVER_PORT/webhooks/amplitude/].")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)

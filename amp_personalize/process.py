@@ -15,16 +15,14 @@ import dagster as dg
 
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_windows
+from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """$DAGSTER_HOME's instance if set, else a persistent one under <data>/dagster."""
+    """$DAGSTER_HOME's instance if set, else a persistent one under <data>/dagster (sqlite)."""
     if not os.environ.get("DAGSTER_HOME"):
-        home = (settings.data_dir / "dagster").resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").touch()  # defaults: sqlite storage in this folder
-        os.environ["DAGSTER_HOME"] = str(home)  # the same instance `make up`'s Dagster UI reads
+        os.environ["DAGSTER_HOME"] = str(dagster_home(settings))  # the instance `make up`'s UI reads
     return dg.DagsterInstance.get()
 
 

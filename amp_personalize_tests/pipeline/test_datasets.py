@@ -148,3 +148,17 @@ def test_interactions_metadata_explains_what_was_skipped(lake):
         "no_item_id": 1, "no_items_shown": 1, "no_user_id": 1, "unweighted_type": 1, "user_payload": 1,
     }
     assert meta["weight_distribution"].value["flag"]["rows"] == 1
+
+
+def test_readme_queries_answer_from_the_warehouse(lake):
+    data, _ = lake
+    from amp_personalize.lake.queries import CLICK_RATE_BY_FEED, EVENTS_PER_HOUR, TOP_ITEMS_BY_NET_WEIGHT
+    from amp_personalize.lake.warehouse import fetch
+
+    warehouse = data / "warehouse.duckdb"
+    per_hour = fetch(warehouse, EVENTS_PER_HOUR)
+    assert sum(row[1] for row in per_hour) == 11  # 9 distinct events in W1, 2 new in W2
+    top = fetch(warehouse, TOP_ITEMS_BY_NET_WEIGHT)
+    assert top[0][:2] == ("doc_1", 5.0)
+    # u1 was shown doc_1 in a popular feed at 09:59 and had clicked it at 09:59: one click.
+    assert fetch(warehouse, CLICK_RATE_BY_FEED) == [("popular", 3, 1, round(1 / 3, 4))]

@@ -1,0 +1,57 @@
+"""`make up` (amp-personalize up): receiver and Dagster UI come up together and Ctrl-C stops both."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from amp_personalize_tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_up_starts_both_and_ctrl_c_stops_both(tmp_path):
+    receiver_port, ui_port = free_port(), free_port()
+    env = {**os.environ, "AMP_DATA_DIR": str(tmp_path / "data"), "AMP_RECEIVER_PORT": str(receiver_port)}
+    env.pop("DAGSTER_HOME", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(ui_port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(f"http://127.0.0.1:{receiver_port}/healthz", 60)
+        assert wait_for(f"http://127.0.0.1:{ui_port}/server_info", 120)
+        assert (tmp_path / "data" / "dagster" / "dagster.yaml").exists()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert refused(f"http://127.0.0.1:{receiver_port}/healthz")
+    assert refused(f"http://127.0.0.1:{ui_port}/server_info")
