@@ -24,3 +24,14 @@ def test_every_blocking_check_is_declared_blocking():
     assert specs[("interactions", "no_null_ids")] is True
     assert specs[("interactions", "no_future_timestamps")] is False
     assert isinstance(defs, dg.Definitions)
+
+
+def test_dg_loads_the_project_from_pyproject():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dg_cli = Path(sys.executable).parent / "dg"
+    result = subprocess.run([str(dg_cli), "check", "defs"], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
