@@ -121,6 +121,60 @@ def process(all_windows: bool) -> None:
 
 
 @main.command()
+def train() -> None:
+    """Run the retraining job now: the model, then the recommendation caches."""
+    from amp_personalize.process import dagster_instance, train_once
+
+    settings = _settings()
+    with dagster_instance(settings) as instance:
+        ok, meta = train_once(settings, instance)
+    if not meta.get("trained"):
+        raise click.ClickException(f"no model trained: {meta or 'the run failed, see the Dagster UI'}")
+    click.echo(
+        f"model {meta['version']} ({meta['algorithm']}): {meta['users']} users, {meta['items']} items, "
+        f"{meta['interactions']} interactions, {meta['train_seconds']} s; "
+        f"NDCG@10 {meta['ndcg_at_10']:.4f} vs popularity {meta['ndcg_at_10_popularity']:.4f}"
+    )
+    if not ok:
+        raise click.ClickException("refreshing the caches failed (see the Dagster UI)")
+    click.echo("refreshed recommendations, popular_items and similar_items")
+
+
+def _print_items(items: list[tuple[str, float]], header: str) -> None:
+    click.echo(header)
+    for rank, (item, score) in enumerate(items, 1):
+        click.echo(f"{rank:>4}  {item}  {score:.4f}")
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--num-results", type=click.IntRange(1, 500), default=None, help="[AMP_NUM_RESULTS, 25]")
+def recommend(user_id: str, num_results: int | None) -> None:
+    """Print a user's cached recommendations (popular items for an unknown user)."""
+    from amp_personalize.serving.cache import RecommendationCache
+
+    settings = _settings()
+    items, source, version = RecommendationCache(settings.lake_dir).recommend(user_id, num_results or settings.num_results)
+    if not items:
+        raise click.ClickException("no recommendations cached yet: run `amp-personalize train`")
+    _print_items(items, f"recommendations for {user_id} (source: {source}, model {version})")
+
+
+@main.command()
+@click.argument("item_id")
+@click.option("--num-results", type=click.IntRange(1, 500), default=None, help="[AMP_NUM_RESULTS, 25]")
+def similar(item_id: str, num_results: int | None) -> None:
+    """Print an item's cached similar items."""
+    from amp_personalize.serving.cache import RecommendationCache
+
+    settings = _settings()
+    items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
+    if items is None:
+        raise click.ClickException(f"item {item_id!r} is not in the similar-items cache (model {version})")
+    _print_items(items, f"items similar to {item_id} (model {version})")
+
+
+@main.command()
 @click.argument("query")
 def sql(query: str) -> None:
     """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""

@@ -17,3 +17,13 @@ scores_job = dg.define_asset_job(
     selection=["user_item_scores"],
     description="Recompute user_item_scores from every published interactions window.",
 )
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=["recommender_model"],
+    description="Train a new model version from the history window; the caches follow it.",
+)
+caches_job = dg.define_asset_job(
+    "refresh_recommendations",
+    selection=["recommendations", "similar_items"],
+    description="Recompute the cached recommendations and similar items from the latest model.",
+)

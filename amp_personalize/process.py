@@ -45,9 +45,30 @@ class ProcessReport:
     scores_refreshed: bool = False
 
 
+def _run_options(settings: Settings, instance: dg.DagsterInstance) -> dict:
+    from amp_personalize.resources import AmpResource
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
+    return {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": {"amp": AmpResource.from_settings(settings)}}
+
+
+def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, dict]:
+    """The retrain job, then the cache refresh, as the schedule and its sensor would run them."""
+    from amp_personalize.definitions import defs
+
+    run = _run_options(settings, instance)
+    trained = defs.resolve_job_def("retrain").execute_in_process(**run)
+    if not trained.success:
+        return False, {}
+    meta = trained.asset_materializations_for_node("recommender_model")[0].metadata
+    if not meta["trained"].value:
+        return False, {k: v.value for k, v in meta.items()}
+    cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(**run)
+    return cached.success, {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
+
+
 def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:
     from amp_personalize.definitions import defs
-    from amp_personalize.resources import AmpResource
 
     report = ProcessReport()
     if all_windows:
@@ -67,8 +88,7 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     # (--all-windows) is rebuilt, idempotently, until it has settled.
     due = [w for w in plan.ready if w not in done or (plan.watermark is None or w > plan.watermark)]
     window_job = defs.resolve_job_def("process_window")
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
-    run = {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": {"amp": AmpResource.from_settings(settings)}}
+    run = _run_options(settings, instance)
     for window in due:
         result = window_job.execute_in_process(partition_key=window, **run)
         (report.windows if result.success else report.failed).append(window)

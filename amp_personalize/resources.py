@@ -22,6 +22,9 @@ class AmpResource(dg.ConfigurableResource):
     dedupe_lookback_hours: int = 24
     future_skew_minutes: int = 10
     grace_seconds: float = 30.0
+    active_days: int = 30
+    num_results: int = 25
+    exclude_seen: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AmpResource":
@@ -33,6 +36,9 @@ class AmpResource(dg.ConfigurableResource):
             dedupe_lookback_hours=settings.dedupe_lookback_hours,
             future_skew_minutes=settings.future_skew_minutes,
             grace_seconds=settings.grace_seconds,
+            active_days=settings.active_days,
+            num_results=settings.num_results,
+            exclude_seen=settings.exclude_seen,
         )
 
     def settings(self) -> Settings:
@@ -45,7 +51,17 @@ class AmpResource(dg.ConfigurableResource):
             dedupe_lookback_hours=self.dedupe_lookback_hours,
             future_skew_minutes=self.future_skew_minutes,
             grace_seconds=self.grace_seconds,
+            active_days=self.active_days,
+            num_results=self.num_results,
+            exclude_seen=self.exclude_seen,
         )
+
+    def backend(self):
+        """The recommender backend the settings choose (only `local` so far)."""
+        from amp_personalize.backends.local.backend import LocalBackend
+        from amp_personalize.backends.local.model import LocalParams
+
+        return LocalBackend(LocalParams(exclude_seen=self.exclude_seen))
 
     def weights(self) -> WeightTable:
         # Read at every materialization, so an edited weight file applies to rebuilt windows.

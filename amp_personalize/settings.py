@@ -42,6 +42,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
@@ -61,6 +68,11 @@ class Settings:
     dedupe_lookback_hours: int = 24
     future_skew_minutes: int = 10
     partitions_start: str = "2025-01-01"
+    backend: str = "local"
+    retrain_cron: str = "0 3 * * *"
+    active_days: int = 30
+    num_results: int = 25
+    exclude_seen: bool = True
 
     @property
     def landing_dir(self) -> Path:
@@ -73,6 +85,10 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -106,4 +122,9 @@ class Settings:
             dedupe_lookback_hours=_int(env, "AMP_DEDUPE_LOOKBACK_HOURS", 24, minimum=0),
             future_skew_minutes=_int(env, "AMP_FUTURE_SKEW_MINUTES", 10, minimum=0),
             partitions_start=env.get("AMP_PARTITIONS_START", "").strip() or "2025-01-01",
+            backend=_choice(env, "AMP_BACKEND", "local", ("local",)),
+            retrain_cron=env.get("AMP_RETRAIN_CRON", "").strip() or "0 3 * * *",
+            active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1),
+            num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1),
+            exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
         )

@@ -9,11 +9,14 @@ def test_definitions_load_with_every_asset_check_and_sensor():
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
         "raw_events", "interactions", "impressions", "user_item_scores",
+        "recommender_model", "recommendations", "similar_items",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
     assert ("interactions", "event_value_in_range") in checks
-    assert {asset for asset, _ in checks} == {"raw_events", "interactions", "impressions", "user_item_scores"}
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "scores_after_window"}
+    assert {asset for asset, _ in checks} == {
+        "raw_events", "interactions", "impressions", "user_item_scores", "recommender_model", "recommendations", "similar_items",
+    }
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "scores_after_window", "caches_after_training"}
     assert defs.resolve_job_def("process_window").partitions_def is not None
     defs.resolve_all_job_defs()
 

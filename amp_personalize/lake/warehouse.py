@@ -15,7 +15,9 @@ import duckdb
 
 from amp_personalize.lake.parquet import published, table_dir
 
-DATASETS = ("raw_events", "interactions", "impressions", "user_item_scores")
+DATASETS = (
+    "raw_events", "interactions", "impressions", "user_item_scores", "recommendations", "popular_items", "similar_items",
+)
 
 
 @contextmanager

@@ -22,6 +22,8 @@ from amp_personalize.landing.segments import recover
 from amp_personalize.landing.writer import SegmentWriter
 from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from amp_personalize.receiver.webhook import Landing, WebhookHandler
+from amp_personalize.serving.cache import RecommendationCache
+from amp_personalize.serving.routes import serving_routes
 from amp_personalize.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,13 @@ def create_app(
         finally:
             await landing.stop()
 
+    cache = RecommendationCache(settings.lake_dir)
     rest = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics_endpoint, methods=["GET"])],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *serving_routes(cache, settings.num_results),
+        ],
         lifespan=lifespan,
     )
     return ReceiverApp(webhook, rest, settings)

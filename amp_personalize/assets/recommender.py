@@ -1,0 +1,173 @@
+"""recommender_model, recommendations, similar_items: training and the caches an app reads."""
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+
+from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.backends.base import TrainedModel, TrainingData
+from amp_personalize.backends.versions import latest_version
+from amp_personalize.checks.recommendations import RECOMMENDATIONS_DECLARED, SIMILAR_ITEMS, recommendation_checks
+from amp_personalize.lake.parquet import scan_table
+from amp_personalize.resources import AmpResource
+from amp_personalize.transforms.interactions import IMPRESSIONS_SCHEMA, INTERACTIONS_SCHEMA
+
+# Below these the model has nothing to learn from; Personalize's own floor is 1,000 interactions
+# from 25 users with 2 or more each, and the personalize backend will check that instead.
+MIN_INTERACTIONS, MIN_USERS, MIN_ITEMS = 10, 2, 2
+SIMILAR_ITEMS_PER_ITEM = 20
+
+
+def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
+    settings = amp.settings()
+    since = pl.lit(as_of - timedelta(days=settings.history_days)).cast(pl.Datetime("ms", "UTC"))
+    interactions = (
+        scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
+        .filter(pl.col("event_time") >= since)
+        .unique(subset="event_id", keep="first")
+        .select("user_id", "item_id", "event_type", "event_value", "event_time")
+        .sort("user_id", "event_time", "item_id")
+        .collect()
+    )
+    impressions = (
+        scan_table(settings.lake_dir, "impressions", IMPRESSIONS_SCHEMA)
+        .filter(pl.col("event_time") >= since)
+        .select("user_id", "item_id", "event_time")
+        .collect()
+    )
+    return TrainingData(interactions, impressions, as_of)
+
+
+def metrics_table(metrics: dict) -> dg.MetadataValue:
+    model, popularity = metrics.get("model", {}), metrics.get("popularity", {})
+    lines = ["| metric | model | popularity | ratio |", "|---|---|---|---|"]
+    for name in model:
+        ratio = model[name] / popularity[name] if popularity.get(name) else float("nan")
+        lines.append(f"| {name} | {model[name]:.4f} | {popularity.get(name, float('nan')):.4f} | {ratio:.2f} |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.asset(
+    deps=["interactions", "impressions"],
+    check_specs=[
+        dg.AssetCheckSpec("enough_training_data", asset="recommender_model", blocking=True,
+                          description=f"At least {MIN_INTERACTIONS} interactions, {MIN_USERS} users and {MIN_ITEMS} items before training starts."),
+        dg.AssetCheckSpec("beats_popularity", asset="recommender_model",
+                          description="NDCG@10 on Personalize's split beats the popularity baseline (a warning: tiny data is noisy)."),
+    ],
+    group_name="recommendations",
+    kinds={"numpy", "scipy"},
+)
+def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+    """A versioned model under data/models/, trained on the history window, with offline metrics."""
+    settings = amp.settings()
+    data = training_data(amp, datetime.now(timezone.utc))
+    counts = {
+        "interactions": data.interactions.height,
+        "users": data.interactions["user_id"].n_unique(),
+        "items": data.interactions["item_id"].n_unique(),
+    }
+    enough = counts["interactions"] >= MIN_INTERACTIONS and counts["users"] >= MIN_USERS and counts["items"] >= MIN_ITEMS
+    if not enough:
+        return dg.MaterializeResult(
+            metadata={**counts, "trained": False},
+            check_results=[
+                dg.AssetCheckResult(check_name="enough_training_data", passed=False, metadata=counts),
+                dg.AssetCheckResult(check_name="beats_popularity", passed=False, severity=dg.AssetCheckSeverity.WARN, metadata={"reason": "not trained"}),
+            ],
+        )
+    started = time.perf_counter()
+    trained = amp.backend().train(data, settings.models_dir)
+    seconds = time.perf_counter() - started
+    model_ndcg = trained.metrics.get("model", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
+    pop_ndcg = trained.metrics.get("popularity", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
+    return dg.MaterializeResult(
+        metadata={
+            **counts,
+            "trained": True,
+            "version": trained.version,
+            "backend": trained.backend,
+            "algorithm": str(trained.info.get("algorithm")),
+            "train_seconds": round(seconds, 2),
+            "ndcg_at_10": model_ndcg,
+            "ndcg_at_10_popularity": pop_ndcg,
+            "offline_metrics": metrics_table(trained.metrics),
+            "path": dg.MetadataValue.path(str(trained.path)),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="enough_training_data", passed=True, metadata=counts),
+            dg.AssetCheckResult(
+                check_name="beats_popularity",
+                passed=bool(model_ndcg > pop_ndcg),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"ndcg_at_10": model_ndcg, "ndcg_at_10_popularity": pop_ndcg, **trained.metrics.get("split", {})},
+            ),
+        ],
+    )
+
+
+def latest_model(amp: AmpResource) -> TrainedModel:
+    settings = amp.settings()
+    version = latest_version(settings.models_dir)
+    if version is None:
+        raise dg.Failure("no trained model yet: materialize recommender_model (or run `amp-personalize train`)")
+    return amp.backend().load(settings.models_dir / version)
+
+
+@dg.asset(
+    deps=["recommender_model"],
+    check_specs=check_specs("recommendations", RECOMMENDATIONS_DECLARED),
+    group_name="recommendations",
+    kinds={"polars", "parquet"},
+)
+def recommendations(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+    """Top-N items per user active in the period: the cache the app reads (HTTP or the lake)."""
+    settings = amp.settings()
+    model = latest_model(amp)
+    now = datetime.now(timezone.utc)
+    interactions = scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
+    active = (
+        interactions.filter(pl.col("event_time") >= pl.lit(now - timedelta(days=settings.active_days)).cast(pl.Datetime("ms", "UTC")))
+        .select("user_id").unique().sort("user_id").collect()["user_id"]
+    )
+    vetoed = interactions.filter(pl.col("event_value") < 0).select("user_id", "item_id").unique().collect()
+    backend = amp.backend()
+    recs = backend.recommend(model, active.to_list(), settings.num_results).with_columns(
+        pl.lit(model.version).alias("model_version"), pl.lit(now).cast(pl.Datetime("ms", "UTC")).alias("generated_at")
+    )
+    popular = backend.popular_items(model, settings.num_results)
+    publish("popular_items", popular, [], amp, metadata={"model_version": model.version})
+    return publish(
+        "recommendations",
+        recs,
+        recommendation_checks(active, settings.num_results, vetoed),
+        amp,
+        metadata={
+            "model_version": model.version,
+            "active_users": active.len(),
+            "by_source": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("source").iter_rows())) if recs.height else {},
+            "num_results": settings.num_results,
+            "active_days": settings.active_days,
+        },
+    )
+
+
+@dg.asset(
+    deps=["recommender_model"],
+    check_specs=check_specs("similar_items", SIMILAR_ITEMS),
+    group_name="recommendations",
+    kinds={"polars", "parquet"},
+)
+def similar_items(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+    """The nearest items to each item (co-occurrence cosine, as Personalize's SIMS)."""
+    model = latest_model(amp)
+    df = amp.backend().similar_items(model, None, SIMILAR_ITEMS_PER_ITEM).with_columns(pl.lit(model.version).alias("model_version"))
+    return publish(
+        "similar_items",
+        df,
+        SIMILAR_ITEMS,
+        amp,
+        metadata={"model_version": model.version, "items": df["item_id"].n_unique()},
+    )

@@ -1,0 +1,1 @@
+"""Recommendation backends: one interface, a local recommender and AWS Personalize."""

@@ -1,0 +1,1 @@
+"""The embedded recommender: EASE or item-item cosine, with time-decayed popularity."""

@@ -1,0 +1,82 @@
+"""The local backend: trains on this machine and evaluates itself the way Personalize does."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from amp_personalize.backends.base import TrainedModel, TrainingData
+from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
+from amp_personalize.backends.metrics import offline_metrics, personalize_split, relevant_items
+from amp_personalize.backends.versions import new_version, publish_latest, read_meta, write_meta
+
+EVAL_DEPTH = 25  # Personalize's metrics go to rank 25
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, params: LocalParams | None = None, seed: int = 42) -> None:
+        self.params = params or LocalParams()
+        self.seed = seed
+        self._loaded: dict[Path, LocalModel] = {}
+
+    def evaluate(self, data: TrainingData) -> dict[str, dict[str, float]]:
+        """Model and popularity on Personalize's split, metric for metric."""
+        split = personalize_split(data.interactions, seed=self.seed)
+        relevant = relevant_items(split.holdout.filter(pl.col("event_value") > 0))
+        if not relevant or split.train.height == 0:
+            return {}
+        model = fit(split.train, None, data.as_of, self.params)
+        index = {u: i for i, u in enumerate(model.matrices.users)}
+        users = [u for u in relevant if u in index]
+        if not users:
+            return {}
+        rows = np.array([index[u] for u in users], dtype=np.int64)
+        top, scores, _ = model.recommend_rows(rows, EVAL_DEPTH)
+        items = model.matrices.items
+        recommended = {u: [items[j] for j, s in zip(t, sc) if np.isfinite(s)] for u, t, sc in zip(users, top, scores)}
+        popular = {u: list(items[t]) for u, t in zip(users, model.popular_for_rows(rows, EVAL_DEPTH))}
+        catalog = data.interactions["item_id"].n_unique()
+        return {
+            "model": offline_metrics(recommended, relevant, catalog),
+            "popularity": offline_metrics(popular, relevant, catalog),
+            "split": {"test_users": len(users), "holdout_interactions": split.holdout.height},
+        }
+
+    def train(self, data: TrainingData, models_dir: Path) -> TrainedModel:
+        metrics = self.evaluate(data)
+        model = fit(data.interactions, data.impressions, data.as_of, self.params)
+        version = new_version(data.as_of)
+        directory = models_dir / version
+        model.save(directory)
+        info = {**model.info, "algorithm": model.algorithm, "params": asdict(self.params)}
+        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": data.as_of})
+        publish_latest(models_dir, version)
+        self._loaded[directory] = model
+        return TrainedModel(version, self.name, directory, metrics, info)
+
+    def load(self, path: Path) -> TrainedModel:
+        meta = read_meta(path)
+        return TrainedModel(meta["version"], meta["backend"], path, meta.get("metrics", {}), meta.get("info", {}))
+
+    def _model(self, trained: TrainedModel) -> LocalModel:
+        if trained.path not in self._loaded:
+            self._loaded = {trained.path: LocalModel.load(trained.path)}  # keep one model in memory
+        return self._loaded[trained.path]
+
+    def recommend(self, model: TrainedModel, user_ids: list[str], num_results: int) -> pl.DataFrame:
+        return self._model(model).recommend(user_ids, num_results)
+
+    def popular_items(self, model: TrainedModel, num_results: int) -> pl.DataFrame:
+        return self._model(model).popular([""], num_results).drop("user_id")
+
+    def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
+        return self._model(model).similar_items(item_ids, num_results)
+
+    def record_events(self, events: pl.DataFrame) -> int:
+        # The local model learns from the lake at the next training; nothing to send live.
+        return 0

@@ -1,0 +1,67 @@
+"""From interaction rows to the sparse user x item matrices the models work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+
+@dataclass
+class Matrices:
+    users: np.ndarray  # user ids (str), row order
+    items: np.ndarray  # item ids (str), column order
+    positive: sp.csr_matrix  # training signal: log1p of each pair's positive weight
+    negative: sp.csr_matrix  # 1 where the user downvoted, hid or flagged the item
+    shown: sp.csr_matrix  # times an item was shown to the user and never acted on
+
+
+def _codes(frame: pl.DataFrame, column: str, ids: np.ndarray) -> np.ndarray:
+    lookup = pl.DataFrame({column: ids, "code": np.arange(len(ids), dtype=np.int64)})
+    return frame.select(column).join(lookup, on=column, how="left", maintain_order="left")["code"].to_numpy()
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    keep = (rows >= 0) & (cols >= 0)
+    return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float32)
+
+
+def build_matrices(interactions: pl.DataFrame, impressions: pl.DataFrame | None = None) -> Matrices:
+    """Positive part for training; negatives and unclicked impressions kept apart for scoring.
+
+    Training on the positive part only is what works for implicit-feedback models: a flag is
+    not "less than a click" on the same axis, it is a veto, applied at scoring time.
+    """
+    pairs = interactions.group_by("user_id", "item_id").agg(
+        pl.col("event_value").filter(pl.col("event_value") > 0).sum().alias("positive"),
+        (pl.col("event_value") < 0).any().alias("negative"),
+    )
+    users = np.array(sorted(pairs["user_id"].unique().to_list()), dtype=object)
+    items = np.array(sorted(pairs["item_id"].unique().to_list()), dtype=object)
+    shape = (len(users), len(items))
+    rows, cols = _codes(pairs, "user_id", users), _codes(pairs, "item_id", items)
+    positive = _csr(rows, cols, np.log1p(pairs["positive"].to_numpy()).astype(np.float32), shape)
+    positive.eliminate_zeros()
+    negative = _csr(rows, cols, pairs["negative"].to_numpy().astype(np.float32), shape)
+    negative.eliminate_zeros()
+    shown = sp.csr_matrix(shape, dtype=np.float32)
+    if impressions is not None and impressions.height:
+        counts = impressions.group_by("user_id", "item_id").len()
+        counts = counts.join(pairs.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
+        shown = _csr(_codes(counts, "user_id", users), _codes(counts, "item_id", items), counts["len"].to_numpy().astype(np.float32), shape)
+    return Matrices(users, items, positive, negative, shown)
+
+
+def time_decayed_popularity(interactions: pl.DataFrame, items: np.ndarray, as_of: datetime, half_life_days: float) -> np.ndarray:
+    """Positive weight per item, each event's weight halved every half_life_days of age."""
+    age_days = (pl.lit(as_of) - pl.col("event_time")).dt.total_seconds() / 86_400
+    per_item = (
+        interactions.filter(pl.col("event_value") > 0)
+        .group_by("item_id")
+        .agg((pl.col("event_value") * (0.5 ** (age_days.clip(0) / half_life_days))).sum().alias("score"))
+    )
+    lookup = pl.DataFrame({"item_id": items}).join(per_item, on="item_id", how="left", maintain_order="left")
+    return lookup["score"].fill_null(0.0).to_numpy().astype(np.float64)

@@ -1,0 +1,224 @@
+"""The local model: fit, score users in batches, find similar items, save and load.
+
+Scoring starts from the user's positive history times the item-item weights, then applies the
+negatives where they help: items the user downvoted, hid or flagged are never offered and pull
+their neighbours down; items shown often without a click lose a little, capped, so impressions
+nudge the ranking without ever outweighing what the user did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from amp_personalize.backends.local.matrix import Matrices, build_matrices, time_decayed_popularity
+from amp_personalize.backends.local.similarity import cosine_top_k, ease
+
+MODEL_FILE = "model.npz"
+
+
+@dataclass(frozen=True)
+class LocalParams:
+    # Above this many items EASE's dense inverse (items^3) costs more than it is worth; measured
+    # on these 2 cores: 2,000 items ~1 s, 4,000 ~6 s, 8,000 ~33 s (benchmarks/scale.py).
+    ease_max_items: int = 4000
+    l2: float = 250.0
+    neighbours: int = 100
+    negative_pull: float = 0.5
+    impression_penalty: float = 0.02
+    impression_cap: float = 3.0
+    exclude_seen: bool = True
+    popularity_half_life_days: float = 7.0
+
+
+@dataclass
+class LocalModel:
+    params: LocalParams
+    algorithm: str
+    matrices: Matrices
+    weights: np.ndarray | sp.csr_matrix  # items x items, used for scoring
+    similar: sp.csr_matrix  # items x items cosine top-k, for similar items
+    popularity: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def _scores(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, from_model) for a batch of known users; excluded items are -inf."""
+        m, p = self.matrices, self.params
+        history = m.positive[rows]
+        scores = _dense(history @ self.weights)
+        disliked = m.negative[rows]
+        if disliked.nnz:
+            scores -= p.negative_pull * _dense(disliked @ self.weights)
+        from_model = scores > 0
+        if m.shown.nnz and p.impression_penalty:
+            scores -= p.impression_penalty * m.shown[rows].minimum(p.impression_cap).toarray()
+        # A tiny popularity term orders items the model knows nothing about, so short lists
+        # are backfilled with what is popular, never with arbitrary items.
+        scores += 1e-6 * self._popularity_unit()
+        if p.exclude_seen:
+            _mask(scores, history)
+        _mask(scores, disliked)  # a veto, whatever exclude_seen says
+        return scores, from_model
+
+    def _popularity_unit(self) -> np.ndarray:
+        top = self.popularity.max() if self.popularity.size else 0.0
+        return self.popularity / top if top > 0 else self.popularity
+
+    def recommend_rows(self, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-n item indices, scores and from-model flags for a batch of users."""
+        scores, from_model = self._scores(rows)
+        n = min(n, scores.shape[1])
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        return top, np.take_along_axis(scores, top, axis=1), np.take_along_axis(from_model, top, axis=1)
+
+    def recommend(self, user_ids: list[str], n: int, batch: int = 2048) -> pl.DataFrame:
+        index = {u: i for i, u in enumerate(self.matrices.users)}
+        known = [(u, index[u]) for u in user_ids if u in index]
+        unknown = [u for u in user_ids if u not in index]
+        frames = []
+        for start in range(0, len(known), batch):
+            chunk = known[start : start + batch]
+            rows = np.array([r for _, r in chunk], dtype=np.int64)
+            top, scores, from_model = self.recommend_rows(rows, n)
+            valid = np.isfinite(scores)
+            width = top.shape[1]
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "user_id": np.repeat([u for u, _ in chunk], width)[valid.ravel()],
+                        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(chunk))[valid.ravel()],
+                        "item_id": self.matrices.items[top.ravel()][valid.ravel()],
+                        "score": scores.ravel()[valid.ravel()].astype(np.float64),
+                        "source": np.where(from_model.ravel(), "model", "popularity")[valid.ravel()],
+                    },
+                    schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String},
+                )
+            )
+        if unknown:
+            frames.append(self.popular(unknown, n))
+        if not frames:
+            return pl.DataFrame(schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String})
+        # Ranks are renumbered after dropping masked items, so every list reads 1..n.
+        return pl.concat(frames).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank"))
+
+    def popular_for_rows(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """Top-n popular items per known user, minus what the user has seen: the baseline."""
+        scores = np.tile(self.popularity.astype(np.float32), (len(rows), 1))
+        if self.params.exclude_seen:
+            _mask(scores, self.matrices.positive[rows])
+        _mask(scores, self.matrices.negative[rows])
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, axis=1)
+
+    def popular(self, user_ids: list[str], n: int) -> pl.DataFrame:
+        order = np.argsort(-self.popularity, kind="stable")[:n]
+        items, scores = self.matrices.items[order], self.popularity[order]
+        return pl.DataFrame(
+            {
+                "user_id": np.repeat(user_ids, len(order)),
+                "rank": np.tile(np.arange(1, len(order) + 1, dtype=np.int32), len(user_ids)),
+                "item_id": np.tile(items, len(user_ids)),
+                "score": np.tile(scores, len(user_ids)).astype(np.float64),
+                "source": "popularity",
+            },
+            schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String},
+        )
+
+    def similar_items(self, item_ids: list[str] | None, n: int) -> pl.DataFrame:
+        """Top-n cosine neighbours per item (every item if item_ids is None)."""
+        items = self.matrices.items
+        if item_ids is None:
+            rows = np.arange(len(items))
+        else:
+            index = {it: i for i, it in enumerate(items)}
+            rows = np.array([index[i] for i in item_ids if i in index], dtype=np.int64)
+        sim = self.similar[rows].tocoo()
+        ranked = (
+            pl.DataFrame({"row": rows[sim.row], "col": sim.col.astype(np.int64), "score": sim.data.astype(np.float64)})
+            .sort(["row", "score", "col"], descending=[False, True, False])
+            .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("row").alias("rank"))
+            .filter(pl.col("rank") <= n)
+        )
+        return pl.DataFrame(
+            {
+                "item_id": items[ranked["row"].to_numpy()],
+                "rank": ranked["rank"],
+                "similar_item_id": items[ranked["col"].to_numpy()],
+                "score": ranked["score"],
+            },
+            schema={"item_id": pl.String, "rank": pl.Int32, "similar_item_id": pl.String, "score": pl.Float64},
+        )
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        m = self.matrices
+        arrays = {
+            "users": m.users.astype(str),
+            "items": m.items.astype(str),
+            "popularity": self.popularity,
+            "dense_weights": self.weights if isinstance(self.weights, np.ndarray) else np.zeros((0, 0), np.float32),
+        }
+        for name, matrix in (("positive", m.positive), ("negative", m.negative), ("shown", m.shown), ("similar", self.similar)):
+            arrays.update(_pack(name, matrix))
+        if not isinstance(self.weights, np.ndarray):
+            arrays.update(_pack("sparse_weights", self.weights))
+        path = directory / MODEL_FILE
+        tmp = directory / ".model.npz.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(path)
+        (directory / "params.json").write_text(json.dumps({"params": asdict(self.params), "algorithm": self.algorithm, "info": self.info}, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> "LocalModel":
+        meta = json.loads((directory / "params.json").read_text())
+        with np.load(directory / MODEL_FILE, allow_pickle=False) as z:
+            users, items = z["users"].astype(object), z["items"].astype(object)
+            matrices = Matrices(users, items, _unpack("positive", z), _unpack("negative", z), _unpack("shown", z))
+            weights = z["dense_weights"] if z["dense_weights"].size else _unpack("sparse_weights", z)
+            return cls(LocalParams(**meta["params"]), meta["algorithm"], matrices, weights, _unpack("similar", z), z["popularity"], meta["info"])
+
+
+def fit(interactions: pl.DataFrame, impressions: pl.DataFrame | None, as_of: datetime, params: LocalParams = LocalParams()) -> LocalModel:
+    matrices = build_matrices(interactions, impressions)
+    n_items = len(matrices.items)
+    similar = cosine_top_k(matrices.positive, params.neighbours)
+    if n_items <= params.ease_max_items:
+        algorithm, weights = "ease", ease(matrices.positive, params.l2)
+    else:
+        algorithm, weights = "item_knn", similar
+    popularity = time_decayed_popularity(interactions, matrices.items, as_of, params.popularity_half_life_days)
+    info = {"users": len(matrices.users), "items": n_items, "training_pairs": int(matrices.positive.nnz)}
+    return LocalModel(params, algorithm, matrices, weights, similar, popularity, info)
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+
+def _mask(scores: np.ndarray, matrix: sp.csr_matrix) -> None:
+    coo = matrix.tocoo()
+    scores[coo.row, coo.col] = -np.inf
+
+
+def _pack(name: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
+    m = matrix.tocsr()
+    return {f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr, f"{name}_shape": np.array(m.shape)}
+
+
+def _unpack(name: str, z) -> sp.csr_matrix:
+    return sp.csr_matrix((z[f"{name}_data"], z[f"{name}_indices"], z[f"{name}_indptr"]), shape=tuple(z[f"{name}_shape"]))

@@ -1,0 +1,56 @@
+"""GET /recommendations/{user_id} and GET /similar-items/{item_id} on the receiver's app."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from amp_personalize.serving.cache import RecommendationCache
+
+MAX_RESULTS = 500
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _num_results(request: Request, default: int) -> int | Response:
+    raw = request.query_params.get("num_results")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RESULTS:
+        return _json(400, {"code": 400, "error": f"num_results must be an integer from 1 to {MAX_RESULTS}, got {raw[:20]!r}"})
+    return int(raw)
+
+
+def _items(pairs: list[tuple[str, float]]) -> list[dict]:
+    return [{"item_id": item, "score": round(float(score), 6)} for item, score in pairs]
+
+
+def serving_routes(cache: RecommendationCache, default_results: int) -> list[Route]:
+    async def recommendations(request: Request) -> Response:
+        n = _num_results(request, default_results)
+        if isinstance(n, Response):
+            return n
+        items, source, version = await run_in_threadpool(cache.recommend, request.path_params["user_id"], n)
+        if not items:
+            return _json(503, {"code": 503, "error": "no recommendations cached yet: train a model (amp-personalize train)"})
+        return _json(200, {"items": _items(items), "source": source, "model_version": version})
+
+    async def similar_items(request: Request) -> Response:
+        n = _num_results(request, default_results)
+        if isinstance(n, Response):
+            return n
+        item_id = request.path_params["item_id"]
+        items, version = await run_in_threadpool(cache.similar, item_id, n)
+        if items is None:
+            return _json(404, {"code": 404, "error": f"item {item_id[:200]!r} is not in the similar-items cache (model {version})"})
+        return _json(200, {"items": _items(items), "source": "similar_items", "model_version": version})
+
+    return [
+        Route("/recommendations/{user_id:path}", recommendations, methods=["GET"]),
+        Route("/similar-items/{item_id:path}", similar_items, methods=["GET"]),
+    ]
