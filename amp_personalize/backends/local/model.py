@@ -59,7 +59,10 @@ class LocalModel:
             scores -= p.negative_pull * _dense(disliked @ self.weights)
         from_model = scores > 0
         if m.shown.nnz and p.impression_penalty:
-            scores -= p.impression_penalty * m.shown[rows].minimum(p.impression_cap).toarray()
+            # Relative to the user's best score, so a long scroll past an item can cost it at
+            # most penalty x cap (6%) of the top score, whatever the scale of the model's scores.
+            best = np.maximum(scores.max(axis=1, keepdims=True), 0)
+            scores -= p.impression_penalty * m.shown[rows].minimum(p.impression_cap).toarray() * best
         # A tiny popularity term orders items the model knows nothing about, so short lists
         # are backfilled with what is popular, never with arbitrary items.
         scores += 1e-6 * self._popularity_unit()
@@ -117,6 +120,7 @@ class LocalModel:
         if self.params.exclude_seen:
             _mask(scores, self.matrices.positive[rows])
         _mask(scores, self.matrices.negative[rows])
+        n = min(n, scores.shape[1])
         top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1)

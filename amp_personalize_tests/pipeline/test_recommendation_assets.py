@@ -1,0 +1,119 @@
+"""Training and caching through the real assets, the schedule and sensor wiring, and serving
+the caches over HTTP from a live app (including a reload on a new model version)."""
+
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import httpx
+import polars as pl
+import pytest
+
+from amp_personalize.assets.interactions import impressions, interactions
+from amp_personalize.assets.raw_events import raw_events
+from amp_personalize.assets.recommender import recommendations, recommender_model, similar_items
+from amp_personalize.backends.versions import latest_version
+from amp_personalize.definitions import defs
+from amp_personalize.events.windows import window_key, window_of
+from amp_personalize.lake.parquet import partition_path
+from amp_personalize.receiver import create_app
+from amp_personalize.resources import AmpResource
+from amp_personalize.sensors.training import caches_after_training
+from amp_personalize_tests.conftest import LiveReceiver
+from amp_personalize_tests.landing_fixture import write_segment
+
+pytestmark = pytest.mark.slow
+NOW = datetime.now(timezone.utc)
+WINDOW = window_key(window_of(int(NOW.timestamp() * 1000), 60) - 2 * 3_600_000)
+MODEL_ASSETS = [recommender_model, recommendations, similar_items]
+
+
+def event(user, item, kind="click", n=0):
+    t = int((NOW - timedelta(days=1, minutes=n)).timestamp() * 1000)
+    return {"event_type": kind, "user_id": user, "time": t, "uuid": f"{user}-{item}-{kind}", "event_properties": {"item_id": item}}
+
+
+EVENTS = [
+    *[event(f"reader{i}", item) for i in range(6) for item in ("p1", "p2", "p3")],
+    *[event(f"reader{i}", "p4") for i in range(2)],
+    *[event(f"poster{i}", item) for i in range(8) for item in ("q1", "q2", "q3", "q4")],
+    event("alice", "p1"),
+    event("alice", "p2", "upvote"),
+    event("bob", "q1"),
+    event("bob", "q2", "flag"),  # bob must never be offered q2
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = tmp_path_factory.mktemp("recs") / "data"
+    write_segment(data, WINDOW, EVENTS)
+    amp = AmpResource(data_dir=str(data), num_results=3)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources={"amp": amp}, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources={"amp": amp}, instance=instance)
+        assert result.success
+        yield data, amp, instance, result
+
+
+def test_a_versioned_model_with_offline_metrics_side_by_side(trained):
+    data, _, _, result = trained
+    version = latest_version(data / "models")
+    assert version and (data / "models" / version / "model.npz").exists()
+    meta = result.asset_materializations_for_node("recommender_model")[0].metadata
+    assert meta["version"].value == version
+    assert "| normalized_discounted_cumulative_gain_at_10 |" in meta["offline_metrics"].value
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations[("recommender_model", "enough_training_data")]
+    assert all(passed for (asset, _), passed in evaluations.items() if asset in ("recommendations", "similar_items"))
+
+
+def test_cached_recommendations_honour_vetoes_and_fill_every_list(trained):
+    data, *_ = trained
+    recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
+    assert recs.group_by("user_id").len()["len"].unique().to_list() == [3]
+    assert recs["user_id"].n_unique() == 16  # every active user
+    assert recs.filter(pl.col("user_id") == "alice")["item_id"].to_list()[0] == "p3"
+    assert "q2" not in recs.filter(pl.col("user_id") == "bob")["item_id"].to_list()
+    assert set(recs.columns) >= {"user_id", "rank", "item_id", "score", "source", "model_version", "generated_at"}
+    similar = pl.read_parquet(partition_path(data / "lake", "similar_items"))
+    assert set(similar.filter(pl.col("item_id") == "q1")["similar_item_id"]) >= {"q3", "q4"}
+
+
+def test_the_schedule_and_the_refresh_are_wired(trained):
+    _, _, instance, _ = trained
+    schedule = defs.resolve_schedule_def("retraining_schedule")
+    assert (schedule.cron_schedule, schedule.job_name) == ("0 3 * * *", "retrain")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_job_def("retrain").asset_layer.selected_asset_keys == {dg.AssetKey("recommender_model")}
+    # After any materialization of the model, scheduled or manual, the caches are refreshed.
+    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    [run] = caches_after_training.evaluate_tick(context).run_requests
+    assert run.run_key.startswith("caches-") and run.tags["model_version"] == run.run_key.removeprefix("caches-")
+    assert defs.resolve_sensor_def("caches_after_training").job_name == "refresh_recommendations"
+
+
+def test_serving_over_http_with_fallback_validation_and_reload(trained, settings):
+    data, amp, instance, _ = trained
+    app = create_app(replace(settings, data_dir=data))
+    with LiveReceiver(app) as live:
+        alice = httpx.get(f"{live.url}/recommendations/alice?num_results=2").json()
+        assert alice["source"] == "model" and alice["items"][0]["item_id"] == "p3"
+        assert len(alice["items"]) == 2 and set(alice["items"][0]) == {"item_id", "score"}
+        stranger = httpx.get(f"{live.url}/recommendations/nobody-knows-me").json()
+        assert stranger["source"] == "popularity" and stranger["items"]
+        assert httpx.get(f"{live.url}/recommendations/alice?num_results=abc").status_code == 400
+        missing = httpx.get(f"{live.url}/similar-items/no-such-item")
+        assert missing.status_code == 404 and "no-such-item" in missing.json()["error"]
+        similar = httpx.get(f"{live.url}/similar-items/q1?num_results=2").json()
+        assert len(similar["items"]) == 2
+        old = alice["model_version"]
+
+        assert dg.materialize(MODEL_ASSETS, resources={"amp": amp}, instance=instance).success  # a new version lands
+        new = latest_version(data / "models")
+        assert new != old
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{live.url}/recommendations/alice").json()["model_version"] != new:
+            assert time.monotonic() < deadline, "the app never picked up the new model version"
+            time.sleep(0.25)
