@@ -22,9 +22,15 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,
+# never copied into this repo); --no-deps keeps its torch stack out of the venv.
 bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk
+	$(PY) -c "import recbole" 2>/dev/null || $(PY) -m pip install --quiet --no-deps recbole==1.2.1
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/transform.py
+	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) data/landing data/lake data/models data/warehouse.duckdb

@@ -43,8 +43,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -127,21 +127,25 @@ def generate(n_users: int, n_items: int, n_interactions: int, seed: int, n_impre
     item[:n_items] = np.arange(n_items)  # every item once (rows are in random order already)
 
     now_ms = int(AS_OF.timestamp() * 1000)
-    event_ms = now_ms - rng.integers(0, DAYS * 86_400_000, n_interactions)
+    span = DAYS * 86_400_000
+    age_ms = rng.integers(0, span, n_interactions)
+    event_ms = now_ms - age_ms
+    # Sorted like recommender.training_data (user_id, event_time, item_id): zero-padded ids sort
+    # as their codes do, and two stable integer argsorts beat polars on strings (and lexsort) ~5x.
+    order = np.argsort(item, kind="stable")
+    order = order[np.argsort((user * span + (span - 1 - age_ms))[order], kind="stable")]
+    user, item, kind, value, event_ms = user[order], item[order], kind[order], value[order], event_ms[order]
 
     user_ids = pl.Series([f"user_{i:06d}" for i in range(n_users)], dtype=pl.String)
     item_ids = pl.Series([f"item_{i:06d}" for i in range(n_items)], dtype=pl.String)
-    interactions = (
-        pl.DataFrame(
-            {
-                "user_id": user_ids.gather(user),
-                "item_id": item_ids.gather(item),
-                "event_type": pl.Series([t for t, _, _ in EVENT_MIX], dtype=pl.String).gather(kind),
-                "event_value": value.astype(np.float64),
-                "event_time": pl.Series(event_ms).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
-            }
-        )
-        .sort("user_id", "event_time", "item_id")  # as recommender.training_data hands it over
+    interactions = pl.DataFrame(
+        {
+            "user_id": user_ids.gather(user),
+            "item_id": item_ids.gather(item),
+            "event_type": pl.Series([t for t, _, _ in EVENT_MIX], dtype=pl.String).gather(kind),
+            "event_value": value.astype(np.float64),
+            "event_time": pl.Series(event_ms).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+        }
     )
     if n_impressions:
         shown_user = rng.choice(n_users, n_impressions, p=activity / activity.sum())

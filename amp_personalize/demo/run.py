@@ -18,10 +18,12 @@ from pathlib import Path
 import click
 import httpx
 
-from amp_personalize.demo.generator import generate_events, write_ndjson_gz
+from amp_personalize.demo.generator import generate_events, user_taste, write_ndjson_gz
 from amp_personalize.lake.queries import DEMO_QUERIES
 from amp_personalize.lake.warehouse import query
-from amp_personalize.process import dagster_instance, process_once
+from amp_personalize.lake.warehouse import fetch
+from amp_personalize.process import dagster_instance, process_once, train_once
+from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.receiver.app import WEBHOOK_PATH
 from amp_personalize.replay import replay
 from amp_personalize.settings import Settings
@@ -75,9 +77,39 @@ def main(users: int, items: int, days: int, seed: int) -> None:
     click.echo(f"materialized windows: {', '.join(report.windows) or '-'}; failed: {', '.join(report.failed) or 'none'}")
     for title, sql in DEMO_QUERIES.items():
         click.echo(f"\n{title}\n{query(settings.warehouse_path, sql)}")
-    click.echo(f"\nOpen the Dagster UI with `make up` (http://127.0.0.1:3000) to see the runs, checks and metadata.")
-    if report.failed or summary.failed:
+
+    with dagster_instance(settings) as instance:
+        trained, meta = train_once(settings, instance)
+    click.echo(
+        f"\ntrained model {meta.get('version')} ({meta.get('algorithm')}): NDCG@10 {meta.get('ndcg_at_10', 0):.4f} "
+        f"vs popularity {meta.get('ndcg_at_10_popularity', 0):.4f} on Personalize's split"
+    )
+    show_users(settings, user_taste(seed, users, items))
+    click.echo("\nOpen the Dagster UI with `make up` (http://127.0.0.1:3000) to see the runs, checks and metadata.")
+    if report.failed or summary.failed or not trained:
         sys.exit(1)
+
+
+def show_users(settings: Settings, taste, count: int = 3) -> None:
+    """A few users' history beside their recommendations, each item tagged with its topic."""
+    cache = RecommendationCache(settings.lake_dir)
+    busiest = fetch(
+        settings.warehouse_path,
+        "SELECT user_id FROM interactions WHERE event_value > 0 GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40",
+    )
+    for (user_id,) in busiest[::13][:count]:
+        liked = fetch(
+            settings.warehouse_path,
+            "SELECT item_id, round(sum(event_value), 1) FROM interactions WHERE user_id = ? AND event_value > 0 "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 6".replace("?", "'" + user_id.replace("'", "''") + "'"),
+        )
+        items, source, _ = cache.recommend(user_id, 6)
+        topics = ", ".join(taste.user_topics.get(user_id, ()))
+        click.echo(f"\nuser {user_id} (likes {topics})")
+        click.echo(f"  {'interacted with':<34} recommended ({source})")
+        for (done, weight), (rec, score) in zip(liked + [("", "")] * 6, items):
+            left = f"{done} [{taste.item_topic.get(done, '')}] {weight}" if done else ""
+            click.echo(f"  {left:<34} {rec} [{taste.item_topic.get(rec, '')}] {score:.3f}")
 
 
 if __name__ == "__main__":
