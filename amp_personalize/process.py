@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from amp_personalize.landing.segments import open_segments, recover
-from amp_personalize.sensors.plan import plan_windows
+from amp_personalize.sensors.plan import plan_now
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings
 
@@ -74,14 +74,7 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     if all_windows:
         still_open = wait_for_sealed(settings, settings.segment_max_age_seconds + 5)
         report.waiting += [f"{p.parent.name}/{p.name} is still open (a receiver is writing it)" for p in still_open]
-    plan = plan_windows(
-        settings.landing_dir,
-        settings.quarantine_dir,
-        now_ms=int(time.time() * 1000),
-        window_minutes=settings.window_minutes,
-        grace_seconds=settings.grace_seconds,
-        include_open=all_windows,
-    )
+    plan = plan_now(settings, include_open=all_windows)
     report.waiting += [why for _, why in plan.waiting]
     done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
     # A settled window is immutable: done once is done. A window processed while still open

@@ -14,6 +14,14 @@ from amp_personalize.events import WeightTable, load_weights
 from amp_personalize.settings import Settings
 
 
+# The settings the assets read, mirrored on the resource so the Dagster UI shows them and a run
+# can override them; the two paths are strings there because run config is JSON.
+MIRRORED = (
+    "window_minutes", "history_days", "dedupe_lookback_hours", "future_skew_minutes",
+    "grace_seconds", "active_days", "num_results", "exclude_seen",
+)
+
+
 class AmpResource(dg.ConfigurableResource):
     data_dir: str = "data"
     weights_file: str | None = None
@@ -31,14 +39,7 @@ class AmpResource(dg.ConfigurableResource):
         return cls(
             data_dir=str(settings.data_dir),
             weights_file=str(settings.weights_file) if settings.weights_file else None,
-            window_minutes=settings.window_minutes,
-            history_days=settings.history_days,
-            dedupe_lookback_hours=settings.dedupe_lookback_hours,
-            future_skew_minutes=settings.future_skew_minutes,
-            grace_seconds=settings.grace_seconds,
-            active_days=settings.active_days,
-            num_results=settings.num_results,
-            exclude_seen=settings.exclude_seen,
+            **{name: getattr(settings, name) for name in MIRRORED},
         )
 
     def settings(self) -> Settings:
@@ -46,14 +47,7 @@ class AmpResource(dg.ConfigurableResource):
             Settings.from_env({}),
             data_dir=Path(self.data_dir),
             weights_file=Path(self.weights_file) if self.weights_file else None,
-            window_minutes=self.window_minutes,
-            history_days=self.history_days,
-            dedupe_lookback_hours=self.dedupe_lookback_hours,
-            future_skew_minutes=self.future_skew_minutes,
-            grace_seconds=self.grace_seconds,
-            active_days=self.active_days,
-            num_results=self.num_results,
-            exclude_seen=self.exclude_seen,
+            **{name: getattr(self, name) for name in MIRRORED},
         )
 
     def backend(self):

@@ -1,13 +1,12 @@
 """landing_sensor: one run per closed, sealed landing window; a watermark as its cursor."""
 
 import json
-import time
 
 import dagster as dg
 
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.plan import plan_windows
+from amp_personalize.sensors.plan import plan_now
 
 
 def run_key(window: str) -> str:
@@ -19,14 +18,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     """Requests the window job for each landing window that is closed, sealed and past grace."""
     settings = amp.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    plan = plan_windows(
-        settings.landing_dir,
-        settings.quarantine_dir,
-        now_ms=int(time.time() * 1000),
-        window_minutes=settings.window_minutes,
-        grace_seconds=settings.grace_seconds,
-        watermark=cursor.get("watermark"),
-    )
+    plan = plan_now(settings, watermark=cursor.get("watermark"))
     for _, why in plan.waiting:
         context.log.info(why)
     new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor

@@ -6,12 +6,14 @@ no event is read here, the reading happens in runs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from amp_personalize.events.windows import window_start_ms
 from amp_personalize.landing.segments import open_segments, recover, sealed_segments
+from amp_personalize.settings import Settings
 
 
 @dataclass
@@ -70,3 +72,16 @@ def plan_windows(
         if now_ms >= settled:
             plan.watermark = window
     return plan
+
+
+def plan_now(settings: Settings, watermark: str | None = None, include_open: bool = False) -> WindowPlan:
+    """plan_windows for these settings at the current time."""
+    return plan_windows(
+        settings.landing_dir,
+        settings.quarantine_dir,
+        now_ms=int(time.time() * 1000),
+        window_minutes=settings.window_minutes,
+        grace_seconds=settings.grace_seconds,
+        watermark=watermark,
+        include_open=include_open,
+    )
