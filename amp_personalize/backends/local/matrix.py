@@ -15,6 +15,7 @@ class Matrices:
     users: np.ndarray  # user ids (str), row order
     items: np.ndarray  # item ids (str), column order
     positive: sp.csr_matrix  # training signal: log1p of each pair's positive weight
+    recency: sp.csr_matrix  # `positive` of each pair by how recent it is within the user, for scoring
     negative: sp.csr_matrix  # 1 where the user downvoted, hid or flagged the item
     shown: sp.csr_matrix  # times an item was shown to the user and never acted on
 
@@ -29,7 +30,9 @@ def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
     return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float32)
 
 
-def build_matrices(interactions: pl.DataFrame, impressions: pl.DataFrame | None = None) -> Matrices:
+def build_matrices(
+    interactions: pl.DataFrame, impressions: pl.DataFrame | None = None, history_half_life: float = 0.0
+) -> Matrices:
     """Positive part for training; negatives and unclicked impressions kept apart for scoring.
 
     Training on the positive part only is what works for implicit-feedback models: a flag is
@@ -38,6 +41,7 @@ def build_matrices(interactions: pl.DataFrame, impressions: pl.DataFrame | None 
     pairs = interactions.group_by("user_id", "item_id").agg(
         pl.col("event_value").filter(pl.col("event_value") > 0).sum().alias("positive"),
         (pl.col("event_value") < 0).any().alias("negative"),
+        pl.col("event_time").max().alias("last_time"),
     )
     users = np.array(sorted(pairs["user_id"].unique().to_list()), dtype=object)
     items = np.array(sorted(pairs["item_id"].unique().to_list()), dtype=object)
@@ -45,6 +49,14 @@ def build_matrices(interactions: pl.DataFrame, impressions: pl.DataFrame | None 
     rows, cols = _codes(pairs, "user_id", users), _codes(pairs, "item_id", items)
     positive = _csr(rows, cols, np.log1p(pairs["positive"].to_numpy()).astype(np.float32), shape)
     positive.eliminate_zeros()
+    # What a user did last says most about what they want next: at scoring time each pair's
+    # weight halves every `history_half_life` newer items of the same user (0 turns this off).
+    recency_rank = pairs.select(
+        (pl.col("last_time").rank("ordinal", descending=True).over("user_id") - 1).alias("r")
+    )["r"].to_numpy()
+    decay = 0.5 ** (recency_rank / history_half_life) if history_half_life > 0 else np.ones(len(recency_rank))
+    recency = _csr(rows, cols, (np.log1p(pairs["positive"].to_numpy()) * decay).astype(np.float32), shape)
+    recency.eliminate_zeros()
     negative = _csr(rows, cols, pairs["negative"].to_numpy().astype(np.float32), shape)
     negative.eliminate_zeros()
     shown = sp.csr_matrix(shape, dtype=np.float32)
@@ -52,7 +64,7 @@ def build_matrices(interactions: pl.DataFrame, impressions: pl.DataFrame | None 
         counts = impressions.group_by("user_id", "item_id").len()
         counts = counts.join(pairs.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
         shown = _csr(_codes(counts, "user_id", users), _codes(counts, "item_id", items), counts["len"].to_numpy().astype(np.float32), shape)
-    return Matrices(users, items, positive, negative, shown)
+    return Matrices(users, items, positive, recency, negative, shown)
 
 
 def time_decayed_popularity(interactions: pl.DataFrame, items: np.ndarray, as_of: datetime, half_life_days: float) -> np.ndarray:
