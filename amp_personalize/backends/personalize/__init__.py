@@ -1,0 +1,1 @@
+"""The AWS Personalize backend: real-time PutEvents, bulk import, training, cached results."""
