@@ -40,6 +40,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from amp_personalize.assets.raw_events import earlier_event_ids
 from amp_personalize.events import EventShapeError, extract, load_weights
 from amp_personalize.events.windows import window_key
 from amp_personalize.lake.parquet import partition_path, published, write_atomic
@@ -98,7 +99,7 @@ def write_window(root: Path, n: int, segments: int, earlier: int) -> None:
 
 
 def earlier_ids(lake: Path) -> pl.Series:
-    """As the raw_events asset's earlier_event_ids does it, for the windows before this one."""
+    """Every id of the windows before this one, for the per-event baseline's `seen` set."""
     paths = [p for p in published(lake, "raw_events") if p.stem < WINDOW]
     return pl.scan_parquet(paths).select("event_id").collect()["event_id"]
 
@@ -123,7 +124,7 @@ def pipeline(root: Path) -> dict[str, float]:
     def raw_events_asset() -> pl.DataFrame:  # `landed` is freed when the asset returns
         landed, _ = read_landing(sealed_segments(root / "landing", WINDOW))
         lap("read_landing")
-        earlier = earlier_ids(lake)
+        earlier = earlier_event_ids(lake, WINDOW, 24, landed["event_id"])
         lap("earlier ids")
         raw, _ = raw_events(landed, earlier)
         lag_seconds(raw)

@@ -35,7 +35,7 @@ def write_atomic(df: pl.DataFrame, path: Path) -> int:
     ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
-    df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+    df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

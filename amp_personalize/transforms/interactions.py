@@ -29,12 +29,17 @@ IMPRESSIONS_SCHEMA = {
 }
 
 
-def _weighted(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
-    """Events with a weighted type and a user, joined to their weight; event_type lower-cased."""
+def _weighted(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.LazyFrame:
+    """Events with a weighted type and a user, joined to their weight; event_type lower-cased.
+
+    Lazy, so each caller's final select is pushed down and only the columns it keeps are
+    carried through the filters and the join (not `properties` and the other wide columns).
+    """
     return (
-        raw.filter(pl.col("kind") == "event", pl.col("user_id").is_not_null())
+        raw.lazy()
+        .filter(pl.col("kind") == "event", pl.col("user_id").is_not_null())
         .with_columns(_TYPE.alias("event_type"))
-        .join(weights, on="event_type", how="inner", maintain_order="left")
+        .join(weights.lazy(), on="event_type", how="inner", maintain_order="left")
     )
 
 
@@ -43,6 +48,7 @@ def interactions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
         _weighted(raw, weights)
         .filter(~pl.col("is_impression"), pl.col("item_id").is_not_null())
         .select(list(INTERACTIONS_SCHEMA))
+        .collect()
     )
 
 
@@ -50,33 +56,50 @@ def impressions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
     """One row per (impression event, item shown), with the item's position in what was shown."""
     shown = _weighted(raw, weights).filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0)
     return (
-        shown.with_columns(pl.int_ranges(pl.col("items_shown").list.len(), dtype=pl.Int32).alias("position"))
-        .explode("items_shown", "position")
-        .select(
+        shown.select(
             "event_id",
             "user_id",
             pl.col("items_shown").alias("item_id"),
-            "position",
+            pl.int_ranges(pl.col("items_shown").list.len(), dtype=pl.Int32).alias("position"),
             pl.col("event_type").alias("impression_type"),
             "feed_type",
             "event_time",
             "event_value",
         )
+        .explode("item_id", "position")
+        .collect()
     )
 
 
 def skip_reasons(raw: pl.DataFrame, weights: pl.DataFrame) -> dict[str, int]:
-    """Why each skipped event was skipped, first reason wins; the UI's 'processed vs skipped'."""
+    """Why each skipped event was skipped, first reason wins; the UI's 'processed vs skipped'.
+
+    The rule only looks at a handful of facts per event, so events are first counted per
+    distinct combination of those facts (a few hundred groups) and the rule runs on the groups.
+    """
     known = weights["event_type"].implode()
     impression_types = weights.filter("is_impression")["event_type"].implode()
+    kind = pl.col("event_type")
     reason = (
         pl.when(pl.col("kind") != "event").then(pl.lit("user_payload"))
-        .when(~_TYPE.is_in(known)).then(pl.lit("unweighted_type"))
-        .when(pl.col("user_id").is_null()).then(pl.lit("no_user_id"))
-        .when(_TYPE.is_in(impression_types) & (pl.col("items_shown").list.len().fill_null(0) == 0))
-        .then(pl.lit("no_items_shown"))
-        .when(~_TYPE.is_in(impression_types) & pl.col("item_id").is_null()).then(pl.lit("no_item_id"))
+        .when(~kind.is_in(known)).then(pl.lit("unweighted_type"))
+        .when(~pl.col("has_user")).then(pl.lit("no_user_id"))
+        .when(kind.is_in(impression_types) & ~pl.col("has_items")).then(pl.lit("no_items_shown"))
+        .when(~kind.is_in(impression_types) & ~pl.col("has_item")).then(pl.lit("no_item_id"))
         .otherwise(pl.lit("processed"))
     )
-    counts = raw.select(reason.alias("reason"))["reason"].value_counts()
-    return {row["reason"]: row["count"] for row in counts.iter_rows(named=True)}
+    counts = (
+        raw.lazy()
+        .group_by(
+            "kind",
+            _TYPE.alias("event_type"),
+            pl.col("user_id").is_not_null().alias("has_user"),
+            (pl.col("items_shown").list.len().fill_null(0) > 0).alias("has_items"),
+            pl.col("item_id").is_not_null().alias("has_item"),
+        )
+        .agg(pl.len().alias("count"))
+        .group_by(reason.alias("reason"))
+        .agg(pl.col("count").sum())
+        .collect()
+    )
+    return dict(counts.iter_rows())

@@ -45,7 +45,8 @@ def raw_events(landed: pl.DataFrame, earlier_ids: pl.Series | None = None) -> tu
     )
     in_window = landed.height - unique.height
     if earlier_ids is not None and earlier_ids.len():
-        fresh = unique.filter(~pl.col("event_id").is_in(earlier_ids.implode()))
+        # An anti join hashes the earlier ids in parallel; is_in builds one set on one thread.
+        fresh = unique.join(earlier_ids.to_frame("event_id"), on="event_id", how="anti", maintain_order="left")
     else:
         fresh = unique
     out = fresh.select(
