@@ -30,6 +30,13 @@ def _pattern(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
+def _size(meta: dict, size: int, unit: str, path: str, problems: list[str]) -> None:
+    if "min" in meta and size < meta["min"]:
+        problems.append(f"{path}: {size} {unit}, at least {meta['min']} allowed")
+    if "max" in meta and size > meta["max"]:
+        problems.append(f"{path}: {size} {unit}, at most {meta['max']} allowed")
+
+
 def _check(shape: Shape, value: object, path: str, problems: list[str]) -> None:
     meta = shape.metadata
     kind = shape.type_name
@@ -50,10 +57,7 @@ def _check(shape: Shape, value: object, path: str, problems: list[str]) -> None:
         if not isinstance(value, list):
             problems.append(f"{path}: expected a list")
             return
-        if "min" in meta and len(value) < meta["min"]:
-            problems.append(f"{path}: {len(value)} items, at least {meta['min']} allowed")
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{path}: {len(value)} items, at most {meta['max']} allowed")
+        _size(meta, len(value), "items", path, problems)
         for i, item in enumerate(value):
             _check(shape.member, item, f"{path}[{i}]", problems)
         return
@@ -69,10 +73,7 @@ def _check(shape: Shape, value: object, path: str, problems: list[str]) -> None:
         if not isinstance(value, str):
             problems.append(f"{path}: expected a string")
             return
-        if "min" in meta and len(value) < meta["min"]:
-            problems.append(f"{path}: {len(value)} characters, at least {meta['min']} allowed")
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"{path}: {len(value)} characters, at most {meta['max']} allowed")
+        _size(meta, len(value), "characters", path, problems)
         if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):  # Java-style: whole value
             problems.append(f"{path}: does not match {meta['pattern']}")
         if shape.enum and value not in shape.enum:
