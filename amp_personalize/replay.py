@@ -7,7 +7,6 @@ the path live traffic takes: validation, durability, counting.
 from __future__ import annotations
 
 import gzip
-import io
 import time
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait

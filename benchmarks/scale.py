@@ -297,7 +297,7 @@ def scale(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="amp-scale-") as tmp:
         models_dir = Path(tmp)
 
-        def save() -> Path:
+        def save(model: LocalModel = model) -> Path:
             # LocalBackend.train after its fit: version folder, model, meta.json, LATEST.
             version = new_version(data.as_of)
             directory = models_dir / version
