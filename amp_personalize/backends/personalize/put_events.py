@@ -1,0 +1,127 @@
+"""PutEvents requests from weighted events: grouped, chunked and trimmed to what the API takes.
+
+PutEvents takes up to 10 events for one user and one session per call, impressions of 1 to 25
+items, `properties` JSON of at most 1,024 characters and a `recommendationId` of at most 40.
+botocore checks none of that, so it is done here, and every request then passes `validate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+import orjson
+import polars as pl
+
+from amp_personalize.backends.personalize.validation import validate
+
+MAX_EVENTS_PER_CALL = 10
+MAX_IMPRESSION = 25
+MAX_PROPERTIES = 1024
+MAX_RECOMMENDATION_ID = 40
+MAX_ID = 256
+# Event fields of their own in PutEvents; properties may not repeat them.
+RESERVED_PROPERTIES = {"itemId", "eventValue", "eventType", "impression", "recommendationId", "sentAt", "eventId"}
+
+# What the builder reads: raw_events rows joined to their weight (see transforms.interactions).
+EVENTS_SCHEMA = {
+    "event_id": pl.String(),
+    "user_id": pl.String(),
+    "session_id": pl.Int64(),
+    "event_type": pl.String(),
+    "event_value": pl.Float64(),
+    "item_id": pl.String(),
+    "items_shown": pl.List(pl.String()),
+    "event_time": pl.Datetime("ms", "UTC"),
+    "recommendation_id": pl.String(),
+    "properties": pl.String(),
+}
+
+
+def _fit_id(value: str) -> str:
+    """Ids past the API's 256 characters become a stable digest instead of failing the call."""
+    return value if len(value) <= MAX_ID else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _properties(raw: str | None) -> str | None:
+    """The event's properties minus reserved keys, dropping keys from the end until it fits."""
+    if not raw:
+        return None
+    try:
+        props = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(props, dict):
+        return None
+    kept = {k: v for k, v in props.items() if k not in RESERVED_PROPERTIES and k not in ("item_id", "items_shown", "recommendation_id")}
+    while kept:
+        text = orjson.dumps(kept).decode()
+        if len(text) <= MAX_PROPERTIES:
+            return text
+        kept.pop(next(reversed(kept)))
+    return None
+
+
+def session_keys(events: pl.DataFrame) -> pl.Expr:
+    """Amplitude's session_id, or a stable per-user-per-day session when it has none (-1)."""
+    return (
+        pl.when(pl.col("session_id").is_not_null())
+        .then(pl.col("session_id").cast(pl.String))
+        .otherwise(pl.col("user_id") + pl.lit(":") + pl.col("event_time").dt.strftime("%Y-%m-%d"))
+    )
+
+
+def _api_events(row: dict) -> Iterator[dict]:
+    """One PutEvents event per row, or one per 25 shown items for a long impression."""
+    base = {"eventType": row["event_type"], "sentAt": row["event_time"]}
+    if row["event_value"] is not None:
+        base["eventValue"] = row["event_value"]
+    rec = row["recommendation_id"]
+    if rec and len(rec) <= MAX_RECOMMENDATION_ID:
+        base["recommendationId"] = rec
+    props = _properties(row["properties"])
+    if props:
+        base["properties"] = props
+    if row["item_id"]:
+        base["itemId"] = _fit_id(row["item_id"])
+    shown = [_fit_id(i) for i in (row["items_shown"] or [])]
+    if not shown:
+        yield {"eventId": _fit_id(row["event_id"]), **base}
+        return
+    for part, start in enumerate(range(0, len(shown), MAX_IMPRESSION)):
+        suffix = "" if part == 0 else f"#{part}"
+        yield {"eventId": _fit_id(row["event_id"] + suffix), **base, "impression": shown[start : start + MAX_IMPRESSION]}
+
+
+def put_events_requests(events: pl.DataFrame, tracking_id: str) -> list[dict]:
+    """Requests for every event, as few as the user/session structure allows, in time order."""
+    ordered = (
+        events.filter(pl.col("user_id").is_not_null())
+        .with_columns(session_keys(events).alias("session_key"))
+        .sort("user_id", "session_key", "event_time", "event_id")
+    )
+    requests: list[dict] = []
+    for (user_id, session), group in ordered.group_by("user_id", "session_key", maintain_order=True):
+        api_events = [e for row in group.iter_rows(named=True) for e in _api_events(row)]
+        for start in range(0, len(api_events), MAX_EVENTS_PER_CALL):
+            request = {
+                "trackingId": tracking_id,
+                "userId": _fit_id(user_id),
+                "sessionId": _fit_id(session),
+                "eventList": api_events[start : start + MAX_EVENTS_PER_CALL],
+            }
+            validate("personalize-events", "PutEvents", request)
+            requests.append(request)
+    return requests
+
+
+def minimum_calls(events: pl.DataFrame) -> int:
+    """The fewest PutEvents calls any client could make for these events: the efficiency bar."""
+    per_row = (pl.col("items_shown").list.len().fill_null(0).clip(lower_bound=1) + MAX_IMPRESSION - 1) // MAX_IMPRESSION
+    counts = (
+        events.filter(pl.col("user_id").is_not_null())
+        .with_columns(session_keys(events).alias("session_key"), per_row.alias("api_events"))
+        .group_by("user_id", "session_key")
+        .agg(pl.col("api_events").sum())
+    )
+    return int(((counts["api_events"] + MAX_EVENTS_PER_CALL - 1) // MAX_EVENTS_PER_CALL).sum())

@@ -1,0 +1,67 @@
+"""PutEvents grouping and chunking on user/session structures that stress every limit."""
+
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import polars as pl
+
+from amp_personalize.backends.personalize.put_events import EVENTS_SCHEMA, minimum_calls, put_events_requests
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    base = {"session_id": None, "event_value": 1.0, "item_id": None, "items_shown": None, "recommendation_id": None, "properties": None}
+    return pl.DataFrame([{**base, **r} for r in rows], schema=EVENTS_SCHEMA)
+
+
+def click(i, user="u1", session=100, **extra):
+    return {"event_id": f"e{i}", "user_id": user, "session_id": session, "event_type": "click", "item_id": f"d{i}", "event_time": T0 + timedelta(seconds=i), **extra}
+
+
+def test_a_long_session_is_chunked_by_ten_in_time_order():
+    requests = put_events_requests(frame([click(i) for i in range(23)]), "tid")
+    assert [len(r["eventList"]) for r in requests] == [10, 10, 3]
+    assert [e["eventId"] for r in requests for e in r["eventList"]] == [f"e{i}" for i in range(23)]  # time order, not e10 < e2
+    assert {(r["userId"], r["sessionId"]) for r in requests} == {("u1", "100")}
+
+
+def test_users_and_sessions_never_share_a_call_and_missing_sessions_get_a_stable_one():
+    rows = [click(i, user=f"u{i % 3}", session=(None if i % 2 else 7)) for i in range(30)]
+    requests = put_events_requests(frame(rows), "tid")
+    assert len(requests) == minimum_calls(frame(rows))
+    for r in requests:
+        assert len(r["eventList"]) <= 10
+    fallback = {r["sessionId"] for r in requests if r["sessionId"] != "7"}
+    assert fallback == {"u0:2026-01-01", "u1:2026-01-01", "u2:2026-01-01"}
+    again = put_events_requests(frame(rows), "tid")
+    assert again == requests  # stable across re-runs: same calls, same ids
+
+
+def test_long_impressions_long_properties_and_long_recommendation_ids_are_made_to_fit():
+    shown = [f"item{k}" for k in range(60)]
+    props = orjson.dumps({"item_id": "x", "itemId": "reserved", **{f"k{k}": "v" * 50 for k in range(40)}}).decode()
+    rows = [
+        {"event_id": "imp", "user_id": "u1", "session_id": 1, "event_type": "initial_impression", "event_value": 0.3,
+         "items_shown": shown, "event_time": T0, "properties": props, "recommendation_id": "r" * 41},
+    ]
+    [request] = put_events_requests(frame(rows), "tid")
+    events = request["eventList"]
+    assert [len(e["impression"]) for e in events] == [25, 25, 10]
+    assert [e["eventId"] for e in events] == ["imp", "imp#1", "imp#2"]
+    assert all(len(e["properties"]) <= 1024 for e in events)
+    kept = orjson.loads(events[0]["properties"])
+    assert "itemId" not in kept and "item_id" not in kept and kept
+    assert all("recommendationId" not in e for e in events)
+
+
+def test_calls_made_equal_the_minimum_on_generated_structure():
+    rows = []
+    for u in range(50):
+        for s in range(u % 4 + 1):
+            for k in range(u % 13 + 1):
+                i = len(rows)
+                extra = {"items_shown": [f"i{j}" for j in range((i % 40) + 1)], "item_id": None, "event_type": "scroll_impression"} if i % 5 == 0 else {}
+                rows.append(click(i, user=f"user{u}", session=1000 + s, **extra))
+    df = frame(rows)
+    assert len(put_events_requests(df, "tid")) == minimum_calls(df)
