@@ -1,0 +1,93 @@
+"""Exactly once: throttling, a 500, a crash between calls, a re-run, and a duplicate delivery."""
+
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import polars as pl
+from botocore.config import Config
+import pytest
+from botocore.stub import Stubber
+
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.push import PushFailed, push
+from amp_personalize.backends.personalize.put_events import EVENTS_SCHEMA, put_events_requests
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+
+
+def events(ids: list[str]) -> pl.DataFrame:
+    rows = [
+        {"event_id": e, "user_id": f"u{i % 2}", "session_id": 5, "event_type": "click", "event_value": 1.0, "item_id": f"d{i}",
+         "items_shown": None, "event_time": T0 + timedelta(seconds=i), "recommendation_id": None, "properties": None}
+        for i, e in enumerate(ids)
+    ]
+    return pl.DataFrame(rows, schema=EVENTS_SCHEMA)
+
+
+class Crash(Exception):
+    pass
+
+
+def client_recording(sent: list[str], crash_after_calls: int | None = None):
+    # Our push retries; botocore's own retries would resend behind the ledger's back.
+    client = boto3.client(
+        "personalize-events", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    calls = {"n": 0}
+
+    def record(params, **kwargs):  # fires for every call that is about to reach the (stubbed) wire
+        if crash_after_calls is not None and calls["n"] >= crash_after_calls:
+            raise Crash("the process dies between two calls")
+        calls["n"] += 1
+        sent.extend(e["eventId"] for e in params["eventList"])
+
+    client.meta.events.register("before-parameter-build.personalize-events.PutEvents", record)
+    return client
+
+
+def test_each_event_reaches_put_events_once_through_faults_a_crash_and_duplicates(tmp_path):
+    ledger_path = tmp_path / "ledger.sqlite"
+    first_segment = events([f"e{i}" for i in range(30)])  # 2 users x 15 events -> 4 calls
+    requests = put_events_requests(first_segment, "tid")
+    assert len(requests) == 4
+    sent: list[str] = []
+
+    client = client_recording(sent, crash_after_calls=3)
+    with Stubber(client) as stub:
+        stub.add_client_error("put_events", "ThrottlingException", http_status_code=400)
+        stub.add_response("put_events", {})
+        stub.add_client_error("put_events", "InternalFailure", http_status_code=500)
+        stub.add_response("put_events", {})  # the retry that the crash stops before it is sent
+        with pytest.raises(Crash):
+            push(requests, client, Ledger(ledger_path), sleep=lambda s: None)
+    # Throttled and 500'd attempts reached the wire too; only acknowledged ones are in the ledger.
+    assert Ledger(ledger_path).count() == 10
+
+    # Re-run after the crash, plus a second segment in which Amplitude re-delivered e3 and e29.
+    second_segment = events(["e3", "e29", "e30", "e31"])
+    sent_after: list[str] = []
+    client = client_recording(sent_after)
+    ledger = Ledger(ledger_path)
+    with Stubber(client) as stub:
+        for _ in range(10):
+            stub.add_response("put_events", {})
+        stats = push(put_events_requests(first_segment, "tid"), client, ledger, sleep=lambda s: None)
+        stats2 = push(put_events_requests(second_segment, "tid"), client, ledger, sleep=lambda s: None)
+        stats3 = push(put_events_requests(first_segment, "tid"), client, ledger, sleep=lambda s: None)  # a plain re-run
+    pushed_before_crash = {f"e{i}" for i in range(0, 20, 2)}  # u0's first call of 10
+    assert len(sent_after) == len(set(sent_after)), "an event id was sent twice after recovery"
+    assert set(sent_after) == {f"e{i}" for i in range(32)} - pushed_before_crash
+    assert (stats3.calls, stats3.skipped_already_pushed) == (0, 30)
+    assert stats2.skipped_already_pushed == 2
+    assert ledger.count() == 32
+    assert stats.retries == 0
+
+
+def test_a_4xx_stops_the_push_naming_the_events(tmp_path):
+    client = client_recording([])
+    with Stubber(client) as stub:
+        stub.add_client_error("put_events", "InvalidInputException", "bad item", http_status_code=400)
+        with pytest.raises(PushFailed, match=r"refused events \['e0', 'e2'.*InvalidInputException: bad item"):
+            push(put_events_requests(events(["e0", "e1", "e2"]), "tid"), client, Ledger(tmp_path / "l.sqlite"), sleep=lambda s: None)
+    assert Ledger(tmp_path / "l.sqlite").count() == 0
