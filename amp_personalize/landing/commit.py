@@ -1,8 +1,10 @@
 """Group commit: many concurrent requests, one write and one fsync.
 
-Requests hand their lines to `commit` and wait. A dedicated writer thread takes everything
-pending, writes and fsyncs it once, hands the group's completion to the event loop and goes
-straight back for the next group, without waiting for the loop. So while one fsync is in flight
+Requests hand their lines to `commit` and wait; the loop hands a whole iteration's requests to
+the writer under one lock (a lock and notify per request cost ~15% of durable throughput). A
+dedicated writer thread takes everything pending, writes and fsyncs it once, hands the group's
+completion to the event loop and goes straight back for the next group, without waiting for
+the loop. So while one fsync is in flight
 the loop keeps parsing requests into the next group: fsyncs per second follow the disk,
 requests per second follow the CPU.
 """
@@ -44,6 +46,7 @@ class GroupCommitter:
         self.max_events = max_events
         self.on_commit = on_commit  # (requests, events, seconds) per group, called on the loop
         self._pending: deque[_Pending] = deque()
+        self._staged: list[_Pending] = []  # requests of this loop iteration, not yet handed off
         self._cond = threading.Condition()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,13 +56,19 @@ class GroupCommitter:
 
     async def commit(self, heads: list[bytes]) -> None:
         """Return once every line is written and fsync'd; LandingUnavailable if it cannot be."""
+        if self._closing:
+            raise LandingUnavailable("the receiver is shutting down")
         future = self._loop.create_future()
-        with self._cond:
-            if self._closing:
-                raise LandingUnavailable("the receiver is shutting down")
-            self._pending.append((heads, future))
-            self._cond.notify()
+        self._staged.append((heads, future))
+        if len(self._staged) == 1:  # one hand-off per loop iteration, not one lock per request
+            self._loop.call_soon(self._hand_off)
         await future
+
+    def _hand_off(self) -> None:
+        staged, self._staged = self._staged, []
+        with self._cond:
+            self._pending.extend(staged)
+            self._cond.notify()
 
     def start(self) -> None:
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
@@ -69,6 +78,7 @@ class GroupCommitter:
 
     async def stop(self) -> None:
         """Land what is pending, seal the open segment, end the writer thread."""
+        self._hand_off()  # nothing staged may be left behind when the writer drains and exits
         with self._cond:
             self._closing = True
             self._cond.notify()
