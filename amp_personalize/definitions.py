@@ -4,7 +4,11 @@ import dagster as dg
 
 from amp_personalize.assets.interactions import impressions, interactions
 from amp_personalize.assets.raw_events import raw_events
-from amp_personalize.assets.recommender import recommendations, recommender_model, similar_items
+from amp_personalize.assets.recommender import (
+    recommendations,
+    recommender_model,
+    similar_items,
+)
 from amp_personalize.assets.user_item_scores import user_item_scores
 from amp_personalize.jobs import caches_job, retrain_job, scores_job, window_job
 from amp_personalize.resources import AmpResource

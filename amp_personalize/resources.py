@@ -13,7 +13,6 @@ import dagster as dg
 from amp_personalize.events import WeightTable, load_weights
 from amp_personalize.settings import Settings
 
-
 # The settings the assets read, mirrored on the resource so the Dagster UI shows them and a run
 # can override them; the two paths are strings there because run config is JSON.
 MIRRORED = (

@@ -51,7 +51,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,7 +64,6 @@ from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.local.matrix import build_matrices
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
 from amp_personalize.backends.local.similarity import cosine_top_k, ease
-from amp_personalize.backends.versions import new_version, publish_latest, write_meta
 
 TARGET_SECONDS = 300.0
 TARGET_RSS_GIB = 6.0
@@ -298,17 +296,11 @@ def scale(args: argparse.Namespace) -> int:
         models_dir = Path(tmp)
 
         def save(model: LocalModel = model) -> Path:
-            # LocalBackend.train after its fit: version folder, model, meta.json, LATEST.
-            version = new_version(data.as_of)
-            directory = models_dir / version
-            model.save(directory)
-            info = {**model.info, "algorithm": model.algorithm, "params": asdict(backend.params)}
-            write_meta(directory, {"version": version, "backend": backend.name, "metrics": metrics, "info": info, "as_of": data.as_of})
-            publish_latest(models_dir, version)
-            return directory
+            return backend.publish(model, metrics, data.as_of, models_dir).path  # as LocalBackend.train does
 
         directory = steps.run("save", save, lambda d: f"{sum(f.stat().st_size for f in d.iterdir()) / 2**20:,.0f} MiB on disk")
         del model
+        backend._loaded.clear()  # drop the in-memory copy, as a new process would
         loaded = steps.run("load", lambda: LocalModel.load(directory))
 
     users = data.interactions["user_id"].unique().sort().to_list()

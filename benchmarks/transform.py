@@ -44,8 +44,16 @@ from amp_personalize.assets.raw_events import earlier_event_ids
 from amp_personalize.events import EventShapeError, extract, load_weights
 from amp_personalize.events.windows import window_key
 from amp_personalize.lake.parquet import partition_path, published, write_atomic
-from amp_personalize.landing.segments import SEALED_SUFFIX, sealed_segments, segment_stem
-from amp_personalize.transforms.interactions import impressions, interactions, skip_reasons
+from amp_personalize.landing.segments import (
+    SEALED_SUFFIX,
+    sealed_segments,
+    segment_stem,
+)
+from amp_personalize.transforms.interactions import (
+    impressions,
+    interactions,
+    skip_reasons,
+)
 from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import lag_seconds, raw_events
 from amp_personalize.transforms.weights import weights_frame

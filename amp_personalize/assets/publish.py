@@ -10,8 +10,18 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from amp_personalize.checks.rules import Check, CheckContext, blocking_failures, evaluate
-from amp_personalize.lake.parquet import UNPARTITIONED, partition_path, rejected_path, write_atomic
+from amp_personalize.checks.rules import (
+    Check,
+    CheckContext,
+    blocking_failures,
+    evaluate,
+)
+from amp_personalize.lake.parquet import (
+    UNPARTITIONED,
+    partition_path,
+    rejected_path,
+    write_atomic,
+)
 from amp_personalize.lake.warehouse import refresh_views
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.weights import weights_frame

@@ -11,7 +11,8 @@ from amp_personalize.lake.parquet import published
 from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.landing import read_landing
-from amp_personalize.transforms.raw_events import lag_seconds, raw_events as build_raw_events
+from amp_personalize.transforms.raw_events import lag_seconds
+from amp_personalize.transforms.raw_events import raw_events as build_raw_events
 
 
 def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl.Series) -> pl.Series:

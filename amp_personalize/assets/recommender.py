@@ -9,10 +9,18 @@ import polars as pl
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.versions import latest_version
-from amp_personalize.checks.recommendations import RECOMMENDATIONS_DECLARED, SIMILAR_ITEMS, recommendation_checks
+from amp_personalize.checks.recommendations import (
+    RECOMMENDATIONS_DECLARED,
+    SIMILAR_ITEMS,
+    recommendation_checks,
+)
 from amp_personalize.lake.parquet import scan_table
 from amp_personalize.resources import AmpResource
-from amp_personalize.transforms.interactions import IMPRESSIONS_SCHEMA, INTERACTIONS_SCHEMA
+from amp_personalize.transforms import UTC_MS
+from amp_personalize.transforms.interactions import (
+    IMPRESSIONS_SCHEMA,
+    INTERACTIONS_SCHEMA,
+)
 
 # Below these the model has nothing to learn from; Personalize's own floor is 1,000 interactions
 # from 25 users with 2 or more each, and the personalize backend will check that instead.
@@ -22,7 +30,7 @@ SIMILAR_ITEMS_PER_ITEM = 20
 
 def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
     settings = amp.settings()
-    since = pl.lit(as_of - timedelta(days=settings.history_days)).cast(pl.Datetime("ms", "UTC"))
+    since = pl.lit(as_of - timedelta(days=settings.history_days)).cast(UTC_MS)
     interactions = (
         scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
         .filter(pl.col("event_time") >= since)
@@ -129,13 +137,13 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.M
     now = datetime.now(timezone.utc)
     interactions = scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
     active = (
-        interactions.filter(pl.col("event_time") >= pl.lit(now - timedelta(days=settings.active_days)).cast(pl.Datetime("ms", "UTC")))
+        interactions.filter(pl.col("event_time") >= pl.lit(now - timedelta(days=settings.active_days)).cast(UTC_MS))
         .select("user_id").unique().sort("user_id").collect()["user_id"]
     )
     vetoed = interactions.filter(pl.col("event_value") < 0).select("user_id", "item_id").unique().collect()
     backend = amp.backend()
     recs = backend.recommend(model, active.to_list(), settings.num_results).with_columns(
-        pl.lit(model.version).alias("model_version"), pl.lit(now).cast(pl.Datetime("ms", "UTC")).alias("generated_at")
+        pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )
     popular = backend.popular_items(model, settings.num_results)
     publish("popular_items", popular, [], amp, metadata={"model_version": model.version})

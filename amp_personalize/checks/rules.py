@@ -12,7 +12,7 @@ from typing import Callable
 
 import polars as pl
 
-UTC_MS = pl.Datetime("ms", "UTC")
+from amp_personalize.transforms import UTC_MS
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ import httpx
 
 from amp_personalize.demo.generator import generate_events, user_taste, write_ndjson_gz
 from amp_personalize.lake.queries import DEMO_QUERIES
-from amp_personalize.lake.warehouse import query
-from amp_personalize.lake.warehouse import fetch
+from amp_personalize.lake.warehouse import fetch, query
 from amp_personalize.process import dagster_instance, process_once, train_once
-from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.receiver.app import WEBHOOK_PATH
 from amp_personalize.replay import replay
+from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.settings import Settings
 
 

@@ -16,7 +16,13 @@ import orjson
 
 from amp_personalize.events import EventShapeError, WeightTable, extract
 from amp_personalize.landing.commit import LandingUnavailable
-from amp_personalize.receiver.body import ClientGone, Rejection, decode, find_events, read_limited
+from amp_personalize.receiver.body import (
+    ClientGone,
+    Rejection,
+    decode,
+    find_events,
+    read_limited,
+)
 from amp_personalize.receiver.metrics import ReceiverMetrics
 
 SUCCESS_MESSAGE = "Webhook successfully processed"

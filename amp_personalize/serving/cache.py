@@ -86,6 +86,3 @@ class RecommendationCache:
         snap = self.snapshot()
         items = snap.similar.get(item_id)
         return (items[:n] if items is not None else None), snap.model_version
-
-    def ready(self) -> bool:
-        return bool(self.snapshot().popular or self.snapshot().by_user)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-UTC_MS = pl.Datetime("ms", "UTC")
+from amp_personalize.transforms import UTC_MS
+
 _TYPE = pl.col("event_type").str.to_lowercase()
 
 INTERACTIONS_SCHEMA = {

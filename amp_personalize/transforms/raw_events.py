@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-UTC_MS = pl.Datetime("ms", "UTC")
+from amp_personalize.transforms import UTC_MS
 
 RAW_EVENTS_SCHEMA = {
     "event_id": pl.String(),

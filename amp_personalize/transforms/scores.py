@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-UTC_MS = pl.Datetime("ms", "UTC")
+from amp_personalize.transforms import UTC_MS
 
 SCORES_SCHEMA = {
     "user_id": pl.String(),

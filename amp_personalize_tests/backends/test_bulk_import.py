@@ -8,7 +8,12 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from amp_personalize.backends.personalize.bulk_import import ImportFailed, import_job_name, interactions_csv, run_import
+from amp_personalize.backends.personalize.bulk_import import (
+    ImportFailed,
+    import_job_name,
+    interactions_csv,
+    run_import,
+)
 
 ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/amp/INTERACTIONS"
 ROLE = "arn:aws:iam::123456789012:role/PersonalizeS3"

@@ -4,13 +4,16 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 import polars as pl
-from botocore.config import Config
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.push import PushFailed, push
-from amp_personalize.backends.personalize.put_events import EVENTS_SCHEMA, put_events_requests
+from amp_personalize.backends.personalize.put_events import (
+    EVENTS_SCHEMA,
+    put_events_requests,
+)
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 

@@ -5,7 +5,11 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import polars as pl
 
-from amp_personalize.backends.personalize.put_events import EVENTS_SCHEMA, minimum_calls, put_events_requests
+from amp_personalize.backends.personalize.put_events import (
+    EVENTS_SCHEMA,
+    minimum_calls,
+    put_events_requests,
+)
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 

@@ -2,9 +2,9 @@
 
 from datetime import datetime, timezone
 
+import boto3
 import pytest
 from botocore.stub import Stubber
-import boto3
 
 from amp_personalize.backends.personalize.validation import RequestInvalid, validate
 

@@ -2,7 +2,13 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from amp_personalize.demo.generator import DAY_MS, DEFAULT_END_MS, generate_events, user_taste, write_ndjson_gz
+from amp_personalize.demo.generator import (
+    DAY_MS,
+    DEFAULT_END_MS,
+    generate_events,
+    user_taste,
+    write_ndjson_gz,
+)
 from amp_personalize.events import extract, load_weights
 from amp_personalize.events.fields import event_time_ms
 

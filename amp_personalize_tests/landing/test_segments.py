@@ -6,7 +6,12 @@ import time
 
 import orjson
 
-from amp_personalize.landing.segments import CREATING_SUFFIX, OPEN_SUFFIX, recover, sealed_segments
+from amp_personalize.landing.segments import (
+    CREATING_SUFFIX,
+    OPEN_SUFFIX,
+    recover,
+    sealed_segments,
+)
 from amp_personalize.landing.writer import SegmentWriter
 
 HOUR_MS = 3_600_000

@@ -152,7 +152,11 @@ def test_interactions_metadata_explains_what_was_skipped(lake):
 
 def test_readme_queries_answer_from_the_warehouse(lake):
     data, _ = lake
-    from amp_personalize.lake.queries import CLICK_RATE_BY_FEED, EVENTS_PER_HOUR, TOP_ITEMS_BY_NET_WEIGHT
+    from amp_personalize.lake.queries import (
+        CLICK_RATE_BY_FEED,
+        EVENTS_PER_HOUR,
+        TOP_ITEMS_BY_NET_WEIGHT,
+    )
     from amp_personalize.lake.warehouse import fetch
 
     warehouse = data / "warehouse.duckdb"
@@ -162,3 +166,19 @@ def test_readme_queries_answer_from_the_warehouse(lake):
     assert top[0][:2] == ("doc_1", 5.0)
     # u1 was shown doc_1 in a popular feed at 09:59 and had clicked it at 09:59: one click.
     assert fetch(warehouse, CLICK_RATE_BY_FEED) == [("popular", 3, 1, round(1 / 3, 4))]
+
+
+def test_the_readme_sql_runs_as_printed(lake):
+    """README.md's queries are the ones a user copies: each must run on a real warehouse."""
+    import re
+    from pathlib import Path
+
+    from amp_personalize.lake.warehouse import fetch
+
+    data, _ = lake
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    statements = [s.strip() for block in blocks for s in block.split(";") if "SELECT" in s]
+    assert len(statements) >= 3
+    for sql in statements:
+        assert fetch(data / "warehouse.duckdb", sql), f"no rows from README query:\n{sql}"

@@ -12,7 +12,11 @@ import pytest
 
 from amp_personalize.assets.interactions import impressions, interactions
 from amp_personalize.assets.raw_events import raw_events
-from amp_personalize.assets.recommender import recommendations, recommender_model, similar_items
+from amp_personalize.assets.recommender import (
+    recommendations,
+    recommender_model,
+    similar_items,
+)
 from amp_personalize.backends.versions import latest_version
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of

@@ -10,8 +10,17 @@ import polars as pl
 
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
-from amp_personalize.backends.metrics import offline_metrics, personalize_split, relevant_items
-from amp_personalize.backends.versions import new_version, publish_latest, read_meta, write_meta
+from amp_personalize.backends.metrics import (
+    offline_metrics,
+    personalize_split,
+    relevant_items,
+)
+from amp_personalize.backends.versions import (
+    new_version,
+    publish_latest,
+    read_meta,
+    write_meta,
+)
 
 EVAL_DEPTH = 25  # Personalize's metrics go to rank 25
 
@@ -55,11 +64,15 @@ class LocalBackend:
     def train(self, data: TrainingData, models_dir: Path) -> TrainedModel:
         metrics = self.evaluate(data)
         model = fit(data.interactions, data.impressions, data.as_of, self.params)
-        version = new_version(data.as_of)
+        return self.publish(model, metrics, data.as_of, models_dir)
+
+    def publish(self, model: LocalModel, metrics: dict, as_of, models_dir: Path) -> TrainedModel:
+        """A new version folder (model, meta.json), then LATEST pointed at it."""
+        version = new_version(as_of)
         directory = models_dir / version
         model.save(directory)
         info = {**model.info, "algorithm": model.algorithm, "params": asdict(self.params)}
-        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": data.as_of})
+        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": as_of})
         publish_latest(models_dir, version)
         self._loaded[directory] = model
         return TrainedModel(version, self.name, directory, metrics, info)

@@ -19,7 +19,12 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from amp_personalize.backends.local.matrix import Matrices, build_matrices, time_decayed_popularity
+from amp_personalize.backends.base import RECOMMENDATIONS_SCHEMA, SIMILAR_ITEMS_SCHEMA
+from amp_personalize.backends.local.matrix import (
+    Matrices,
+    build_matrices,
+    time_decayed_popularity,
+)
 from amp_personalize.backends.local.similarity import cosine_top_k, ease
 
 MODEL_FILE = "model.npz"
@@ -117,13 +122,13 @@ class LocalModel:
                         "score": scores.ravel()[valid.ravel()].astype(np.float64),
                         "source": np.where(from_model.ravel(), "model", "popularity")[valid.ravel()],
                     },
-                    schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String},
+                    schema=RECOMMENDATIONS_SCHEMA,
                 )
             )
         if unknown:
             frames.append(self.popular(unknown, n))
         if not frames:
-            return pl.DataFrame(schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String})
+            return pl.DataFrame(schema=RECOMMENDATIONS_SCHEMA)
         # Ranks are renumbered after dropping masked items, so every list reads 1..n.
         return pl.concat(frames).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank"))
 
@@ -148,7 +153,7 @@ class LocalModel:
                 "score": np.tile(scores, len(user_ids)).astype(np.float64),
                 "source": "popularity",
             },
-            schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64, "source": pl.String},
+            schema=RECOMMENDATIONS_SCHEMA,
         )
 
     def similar_items(self, item_ids: list[str] | None, n: int) -> pl.DataFrame:
@@ -173,7 +178,7 @@ class LocalModel:
                 "similar_item_id": items[ranked["col"].to_numpy()],
                 "score": ranked["score"],
             },
-            schema={"item_id": pl.String, "rank": pl.Int32, "similar_item_id": pl.String, "score": pl.Float64},
+            schema=SIMILAR_ITEMS_SCHEMA,
         )
 
     # -- persistence --------------------------------------------------------------------------

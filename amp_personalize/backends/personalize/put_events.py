@@ -14,6 +14,7 @@ import orjson
 import polars as pl
 
 from amp_personalize.backends.personalize.validation import validate
+from amp_personalize.transforms import UTC_MS
 
 MAX_EVENTS_PER_CALL = 10
 MAX_IMPRESSION = 25
@@ -32,7 +33,7 @@ EVENTS_SCHEMA = {
     "event_value": pl.Float64(),
     "item_id": pl.String(),
     "items_shown": pl.List(pl.String()),
-    "event_time": pl.Datetime("ms", "UTC"),
+    "event_time": UTC_MS,
     "recommendation_id": pl.String(),
     "properties": pl.String(),
 }
