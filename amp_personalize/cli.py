@@ -130,14 +130,43 @@ def train() -> None:
         ok, meta = train_once(settings, instance)
     if not meta.get("trained"):
         raise click.ClickException(f"no model trained: {meta or 'the run failed, see the Dagster UI'}")
+    counts = ", ".join(f"{meta[k]} {k.replace('_', ' ')}" for k in ("users", "items", "interactions", "users_with_two_or_more") if k in meta)
     click.echo(
-        f"model {meta['version']} ({meta['algorithm']}): {meta['users']} users, {meta['items']} items, "
-        f"{meta['interactions']} interactions, {meta['train_seconds']} s; "
+        f"model {meta['version']} ({meta['algorithm']}): {counts}, {meta['train_seconds']} s; "
         f"NDCG@10 {meta['ndcg_at_10']:.4f} vs popularity {meta['ndcg_at_10_popularity']:.4f}"
     )
     if not ok:
         raise click.ClickException("refreshing the caches failed (see the Dagster UI)")
     click.echo("refreshed recommendations, popular_items and similar_items")
+
+
+@main.group()
+def personalize() -> None:
+    """Amazon Personalize: create the resources the backend needs."""
+
+
+@personalize.command("setup")
+@click.option("--name", default="amp-personalize", show_default=True, help="Prefix of every resource name.")
+def personalize_setup(name: str) -> None:
+    """Create the dataset group, schema, dataset, event tracker, solution, filter and (after a
+    first training) campaign that the settings do not already name; print the settings to export."""
+    import boto3
+
+    from amp_personalize.backends.personalize.clients import make_clients
+    from amp_personalize.backends.personalize.jobs import JobFailed, Poll
+    from amp_personalize.backends.personalize.setup import setup
+    from amp_personalize.events import load_weights
+
+    settings = _settings()
+    p = settings.personalize
+    clients = make_clients(boto3.client("s3"))
+    try:
+        env = setup(clients, p, load_weights(settings.weights_file), name, Poll(p.job_timeout_seconds, min(p.poll_seconds, 10)), echo=click.echo)
+    except JobFailed as failure:
+        raise click.ClickException(str(failure)) from None
+    click.echo("\n# export these (and AWS_PERSONALIZE_ROLE_ARN, AMP_PERSONALIZE_S3_URL for imports):")
+    for key, value in env.items():
+        click.echo(f"export {key}={value}")
 
 
 def _print_items(items: list[tuple[str, float]], header: str) -> None:

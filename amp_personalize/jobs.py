@@ -27,3 +27,8 @@ caches_job = dg.define_asset_job(
     selection=["recommendations", "similar_items"],
     description="Recompute the cached recommendations and similar items from the latest model.",
 )
+push_job = dg.define_asset_job(
+    "push_to_personalize",
+    selection=["personalize_events"],
+    description="Send the events of sealed landing segments not yet pushed to Personalize's PutEvents.",
+)

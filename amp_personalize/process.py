@@ -46,10 +46,12 @@ class ProcessReport:
 
 
 def _run_options(settings: Settings, instance: dg.DagsterInstance) -> dict:
+    from amp_personalize.backends.personalize.resource import PersonalizeResource
     from amp_personalize.resources import AmpResource
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
-    return {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": {"amp": AmpResource.from_settings(settings)}}
+    resources = {"amp": AmpResource.from_settings(settings), "personalize": PersonalizeResource.from_settings(settings.personalize)}
+    return {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": resources}
 
 
 def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, dict]:

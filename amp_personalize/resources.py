@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.events import WeightTable, load_weights
 from amp_personalize.settings import Settings
 
@@ -17,7 +18,7 @@ from amp_personalize.settings import Settings
 # can override them; the two paths are strings there because run config is JSON.
 MIRRORED = (
     "window_minutes", "history_days", "dedupe_lookback_hours", "future_skew_minutes",
-    "grace_seconds", "active_days", "num_results", "exclude_seen",
+    "grace_seconds", "active_days", "num_results", "exclude_seen", "backend",
 )
 
 
@@ -32,6 +33,7 @@ class AmpResource(dg.ConfigurableResource):
     active_days: int = 30
     num_results: int = 25
     exclude_seen: bool = True
+    backend: str = "local"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AmpResource":
@@ -49,8 +51,12 @@ class AmpResource(dg.ConfigurableResource):
             **{name: getattr(self, name) for name in MIRRORED},
         )
 
-    def backend(self):
-        """The recommender backend the settings choose (only `local` so far)."""
+    def recommender(self, personalize: PersonalizeResource):
+        """The recommender backend the settings choose: `local`, or `personalize` with its resource."""
+        if self.backend == "personalize":
+            from amp_personalize.backends.personalize.backend import PersonalizeBackend
+
+            return PersonalizeBackend(personalize.settings(), personalize.clients(), self.settings().ledger_path, self.weights())
         from amp_personalize.backends.local.backend import LocalBackend
         from amp_personalize.backends.local.model import LocalParams
 

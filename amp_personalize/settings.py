@@ -73,6 +73,7 @@ class Settings:
     active_days: int = 30
     num_results: int = 25
     exclude_seen: bool = True
+    personalize: "PersonalizeSettings" = field(default_factory=lambda: PersonalizeSettings())
 
     @property
     def landing_dir(self) -> Path:
@@ -91,6 +92,11 @@ class Settings:
         return self.data_dir / "models"
 
     @property
+    def ledger_path(self) -> Path:
+        """What Personalize has acknowledged (the push's exactly-once record)."""
+        return self.data_dir / "personalize" / "ledger.sqlite"
+
+    @property
     def quarantine_dir(self) -> Path:
         # Outside landing/ so that nothing globbing windows ever reads a torn fragment.
         return self.data_dir / "quarantine"
@@ -105,6 +111,7 @@ class Settings:
                 "so that windows line up with the clock (and a cron schedule): 1, 5, 15, 30, 60, 120, 360, ..."
             )
         weights = env.get("AMP_WEIGHTS_FILE", "").strip()
+        personalize = PersonalizeSettings.from_env(env)
         return cls(
             data_dir=Path(env.get("AMP_DATA_DIR", "").strip() or "data"),
             webhook_secret=env.get("AMP_WEBHOOK_SECRET") or None,
@@ -122,9 +129,109 @@ class Settings:
             dedupe_lookback_hours=_int(env, "AMP_DEDUPE_LOOKBACK_HOURS", 24, minimum=0),
             future_skew_minutes=_int(env, "AMP_FUTURE_SKEW_MINUTES", 10, minimum=0),
             partitions_start=env.get("AMP_PARTITIONS_START", "").strip() or "2025-01-01",
-            backend=_choice(env, "AMP_BACKEND", "local", ("local",)),
+            backend=_backend(env, personalize),
             retrain_cron=env.get("AMP_RETRAIN_CRON", "").strip() or "0 3 * * *",
             active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1),
             num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1),
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
+            personalize=personalize,
         )
+
+
+def _backend(env: Mapping[str, str], personalize: "PersonalizeSettings") -> str:
+    """`personalize` once any Personalize ARN or tracking id is set, unless AMP_BACKEND says otherwise."""
+    default = "personalize" if personalize.configured() else "local"
+    backend = _choice(env, "AMP_BACKEND", default, ("local", "personalize"))
+    if backend == "personalize" and not personalize.configured():
+        raise SettingsError(
+            "AMP_BACKEND=personalize needs AWS_PERSONALIZE_TRACKING_ID or AWS_PERSONALIZE_CAMPAIGN_ARN; "
+            "`amp-personalize personalize setup` creates the resources and prints what to export"
+        )
+    return backend
+
+
+def _arn(env: Mapping[str, str], name: str, kind: str) -> str | None:
+    value = env.get(name, "").strip()
+    if value and not (value.startswith("arn:") and f":{kind}/" in value):
+        raise SettingsError(f"{name}={value!r} is not a Personalize {kind} ARN (arn:aws:personalize:REGION:ACCOUNT:{kind}/NAME)")
+    return value or None
+
+
+@dataclass(frozen=True)
+class PersonalizeSettings:
+    """The AWS Personalize backend's settings; AWS credentials and region come from the SDK's chain."""
+
+    tracking_id: str | None = None
+    campaign_arn: str | None = None
+    sims_campaign_arn: str | None = None
+    dataset_group_arn: str | None = None
+    interactions_dataset_arn: str | None = None
+    solution_arn: str | None = None
+    filter_arn: str | None = None
+    role_arn: str | None = None
+    s3_url: str | None = None  # s3://bucket/prefix for import CSVs and batch inference files
+    push_tps: float = 50.0
+    push_concurrency: int = 4
+    push_interval_seconds: int = 30
+    recommend_tps: float = 20.0
+    recommend_concurrency: int = 8
+    batch_users: int = 20_000
+    training_mode: str = "FULL"
+    job_timeout_seconds: float = 4 * 3600
+    poll_seconds: float = 30.0
+
+    def configured(self) -> bool:
+        return bool(self.tracking_id or self.campaign_arn)
+
+    def require(self, *names: str) -> None:
+        """Fail naming every missing variable the operation at hand needs."""
+        missing = [_ENV_NAMES[n] for n in names if not getattr(self, n)]
+        if missing:
+            raise SettingsError(
+                f"the personalize backend needs {', '.join(missing)} for this; "
+                "`amp-personalize personalize setup` creates the resources and prints what to export"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "PersonalizeSettings":
+        s3_url = env.get("AMP_PERSONALIZE_S3_URL", "").strip() or None
+        if s3_url and not s3_url.startswith("s3://"):
+            raise SettingsError(f"AMP_PERSONALIZE_S3_URL={s3_url!r} must look like s3://bucket/prefix")
+        tracking_id = env.get("AWS_PERSONALIZE_TRACKING_ID", "").strip() or None
+        role = env.get("AWS_PERSONALIZE_ROLE_ARN", "").strip() or None
+        if role and not role.startswith("arn:"):
+            raise SettingsError(f"AWS_PERSONALIZE_ROLE_ARN={role!r} is not an IAM role ARN")
+        mode = _choice(env, "AMP_PERSONALIZE_TRAINING_MODE", "full", ("full", "update")).upper()
+        return cls(
+            tracking_id=tracking_id,
+            campaign_arn=_arn(env, "AWS_PERSONALIZE_CAMPAIGN_ARN", "campaign"),
+            sims_campaign_arn=_arn(env, "AWS_PERSONALIZE_SIMS_CAMPAIGN_ARN", "campaign"),
+            dataset_group_arn=_arn(env, "AWS_PERSONALIZE_DATASET_GROUP_ARN", "dataset-group"),
+            interactions_dataset_arn=_arn(env, "AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN", "dataset"),
+            solution_arn=_arn(env, "AWS_PERSONALIZE_SOLUTION_ARN", "solution"),
+            filter_arn=_arn(env, "AWS_PERSONALIZE_FILTER_ARN", "filter"),
+            role_arn=role,
+            s3_url=s3_url.rstrip("/") if s3_url else None,
+            push_tps=_float(env, "AMP_PERSONALIZE_PUSH_TPS", 50.0, minimum=0.1),
+            push_concurrency=_int(env, "AMP_PERSONALIZE_PUSH_CONCURRENCY", 4, minimum=1),
+            push_interval_seconds=_int(env, "AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS", 30, minimum=1),
+            recommend_tps=_float(env, "AMP_PERSONALIZE_RECOMMEND_TPS", 20.0, minimum=0.1),
+            recommend_concurrency=_int(env, "AMP_PERSONALIZE_RECOMMEND_CONCURRENCY", 8, minimum=1),
+            batch_users=_int(env, "AMP_PERSONALIZE_BATCH_USERS", 20_000, minimum=1),
+            training_mode=mode,
+            job_timeout_seconds=_float(env, "AMP_PERSONALIZE_JOB_TIMEOUT_SECONDS", 4 * 3600, minimum=1),
+            poll_seconds=_float(env, "AMP_PERSONALIZE_POLL_SECONDS", 30.0, minimum=0.01),
+        )
+
+
+_ENV_NAMES = {
+    "tracking_id": "AWS_PERSONALIZE_TRACKING_ID",
+    "campaign_arn": "AWS_PERSONALIZE_CAMPAIGN_ARN",
+    "sims_campaign_arn": "AWS_PERSONALIZE_SIMS_CAMPAIGN_ARN",
+    "dataset_group_arn": "AWS_PERSONALIZE_DATASET_GROUP_ARN",
+    "interactions_dataset_arn": "AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN",
+    "solution_arn": "AWS_PERSONALIZE_SOLUTION_ARN",
+    "filter_arn": "AWS_PERSONALIZE_FILTER_ARN",
+    "role_arn": "AWS_PERSONALIZE_ROLE_ARN",
+    "s3_url": "AMP_PERSONALIZE_S3_URL",
+}

@@ -21,6 +21,20 @@ def test_definitions_load_with_every_asset_check_and_sensor():
     defs.resolve_all_job_defs()
 
 
+def test_the_personalize_backend_adds_the_live_push_and_its_sensor():
+    from amp_personalize.definitions import build_definitions
+    from amp_personalize.settings import Settings
+
+    settings = Settings.from_env({"AWS_PERSONALIZE_TRACKING_ID": "tid", "AWS_PERSONALIZE_CAMPAIGN_ARN": "arn:aws:personalize:us-east-1:1:campaign/amp"})
+    assert settings.backend == "personalize"
+    live = build_definitions(settings)
+    repo = live.get_repository_def()
+    assert "personalize_events" in {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert "personalize_events_sensor" in {s.name for s in repo.sensor_defs}
+    assert live.resolve_job_def("push_to_personalize")
+    assert live.resources["personalize"].tracking_id == "tid"
+
+
 def test_every_blocking_check_is_declared_blocking():
     repo = defs.get_repository_def()
     specs = {(s.asset_key.to_user_string(), s.name): s.blocking for a in repo.assets_defs_by_key.values() for s in a.check_specs}

@@ -7,6 +7,9 @@ import dagster as dg
 import polars as pl
 
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.backends.personalize.jobs import JobFailed
+from amp_personalize.backends.personalize.resource import PersonalizeResource
+from amp_personalize.backends.personalize.validation import RequestInvalid
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.versions import latest_version
 from amp_personalize.checks.recommendations import (
@@ -16,15 +19,13 @@ from amp_personalize.checks.recommendations import (
 )
 from amp_personalize.lake.parquet import scan_table
 from amp_personalize.resources import AmpResource
+from amp_personalize.settings import SettingsError
 from amp_personalize.transforms import UTC_MS
 from amp_personalize.transforms.interactions import (
     IMPRESSIONS_SCHEMA,
     INTERACTIONS_SCHEMA,
 )
 
-# Below these the model has nothing to learn from; Personalize's own floor is 1,000 interactions
-# from 25 users with 2 or more each, and the personalize backend will check that instead.
-MIN_INTERACTIONS, MIN_USERS, MIN_ITEMS = 10, 2, 2
 SIMILAR_ITEMS_PER_ITEM = 20
 
 
@@ -35,25 +36,29 @@ def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
         scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
         .filter(pl.col("event_time") >= since)
         .unique(subset="event_id", keep="first")
-        .select("user_id", "item_id", "event_type", "event_value", "event_time")
+        .select("event_id", "user_id", "item_id", "event_type", "event_value", "event_time", "recommendation_id")
         .sort("user_id", "event_time", "item_id")
         .collect()
     )
     impressions = (
         scan_table(settings.lake_dir, "impressions", IMPRESSIONS_SCHEMA)
         .filter(pl.col("event_time") >= since)
-        .select("user_id", "item_id", "event_time")
+        .select("event_id", "user_id", "item_id", "position", "event_time")
         .collect()
     )
     return TrainingData(interactions, impressions, as_of)
 
 
 def metrics_table(metrics: dict) -> dg.MetadataValue:
-    model, popularity = metrics.get("model", {}), metrics.get("popularity", {})
-    lines = ["| metric | model | popularity | ratio |", "|---|---|---|---|"]
+    """Model against popularity; with Personalize, the local model on the same data beside it."""
+    model, popularity, local = metrics.get("model", {}), metrics.get("popularity", {}), metrics.get("local")
+    nan = float("nan")
+    head = "| metric | model | popularity | ratio |" + (" local model |" if local is not None else "")
+    lines = [head, "|---|---|---|---|" + ("---|" if local is not None else "")]
     for name in model:
-        ratio = model[name] / popularity[name] if popularity.get(name) else float("nan")
-        lines.append(f"| {name} | {model[name]:.4f} | {popularity.get(name, float('nan')):.4f} | {ratio:.2f} |")
+        ratio = model[name] / popularity[name] if popularity.get(name) else nan
+        row = f"| {name} | {model[name]:.4f} | {popularity.get(name, nan):.4f} | {ratio:.2f} |"
+        lines.append(row + (f" {local.get(name, nan):.4f} |" if local is not None else ""))
     return dg.MetadataValue.md("\n".join(lines))
 
 
@@ -61,23 +66,21 @@ def metrics_table(metrics: dict) -> dg.MetadataValue:
     deps=["interactions", "impressions"],
     check_specs=[
         dg.AssetCheckSpec("enough_training_data", asset="recommender_model", blocking=True,
-                          description=f"At least {MIN_INTERACTIONS} interactions, {MIN_USERS} users and {MIN_ITEMS} items before training starts."),
+                          description="Enough history before training starts: the local backend wants 10 interactions, 2 users and 2 items; "
+                                      "Personalize refuses fewer than 1,000 positive interactions or 25 users with at least 2."),
         dg.AssetCheckSpec("beats_popularity", asset="recommender_model",
                           description="NDCG@10 on Personalize's split beats the popularity baseline (a warning: tiny data is noisy)."),
     ],
     group_name="recommendations",
     kinds={"numpy", "scipy"},
 )
-def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """A versioned model under data/models/, trained on the history window, with offline metrics."""
     settings = amp.settings()
     data = training_data(amp, datetime.now(timezone.utc))
-    counts = {
-        "interactions": data.interactions.height,
-        "users": data.interactions["user_id"].n_unique(),
-        "items": data.interactions["item_id"].n_unique(),
-    }
-    enough = counts["interactions"] >= MIN_INTERACTIONS and counts["users"] >= MIN_USERS and counts["items"] >= MIN_ITEMS
+    backend = amp.recommender(personalize)
+    counts = backend.minimums(data.interactions)
+    enough = bool(counts.pop("enough"))
     if not enough:
         return dg.MaterializeResult(
             metadata={**counts, "trained": False},
@@ -87,7 +90,10 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource) -> dg
             ],
         )
     started = time.perf_counter()
-    trained = amp.backend().train(data, settings.models_dir)
+    try:
+        trained = backend.train(data, settings.models_dir)
+    except (JobFailed, RequestInvalid, SettingsError) as failure:  # a clear reason, not a traceback
+        raise dg.Failure(description=f"training on {backend.name} failed: {failure}") from None
     seconds = time.perf_counter() - started
     model_ndcg = trained.metrics.get("model", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
     pop_ndcg = trained.metrics.get("popularity", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
@@ -116,12 +122,15 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource) -> dg
     )
 
 
-def latest_model(amp: AmpResource) -> TrainedModel:
+def latest_model(amp: AmpResource, backend) -> TrainedModel:
     settings = amp.settings()
     version = latest_version(settings.models_dir)
     if version is None:
         raise dg.Failure("no trained model yet: materialize recommender_model (or run `amp-personalize train`)")
-    return amp.backend().load(settings.models_dir / version)
+    model = backend.load(settings.models_dir / version)
+    if model.backend != backend.name:
+        raise dg.Failure(f"the latest model ({version}) was trained by the {model.backend} backend, not {backend.name}: retrain first")
+    return model
 
 
 @dg.asset(
@@ -130,10 +139,11 @@ def latest_model(amp: AmpResource) -> TrainedModel:
     group_name="recommendations",
     kinds={"polars", "parquet"},
 )
-def recommendations(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
+def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """Top-N items per user active in the period: the cache the app reads (HTTP or the lake)."""
     settings = amp.settings()
-    model = latest_model(amp)
+    backend = amp.recommender(personalize)
+    model = latest_model(amp, backend)
     now = datetime.now(timezone.utc)
     interactions = scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
     active = (
@@ -141,7 +151,6 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.M
         .select("user_id").unique().sort("user_id").collect()["user_id"]
     )
     vetoed = interactions.filter(pl.col("event_value") < 0).select("user_id", "item_id").unique().collect()
-    backend = amp.backend()
     recs = backend.recommend(model, active.to_list(), settings.num_results).with_columns(
         pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )
@@ -168,10 +177,11 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.M
     group_name="recommendations",
     kinds={"polars", "parquet"},
 )
-def similar_items(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
-    """The nearest items to each item (co-occurrence cosine, as Personalize's SIMS)."""
-    model = latest_model(amp)
-    df = amp.backend().similar_items(model, None, SIMILAR_ITEMS_PER_ITEM).with_columns(pl.lit(model.version).alias("model_version"))
+def similar_items(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
+    """The nearest items to each item: co-occurrence cosine locally, the SIMS campaign on Personalize."""
+    backend = amp.recommender(personalize)
+    model = latest_model(amp, backend)
+    df = backend.similar_items(model, None, SIMILAR_ITEMS_PER_ITEM).with_columns(pl.lit(model.version).alias("model_version"))
     return publish(
         "similar_items",
         df,

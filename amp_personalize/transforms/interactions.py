@@ -30,7 +30,7 @@ IMPRESSIONS_SCHEMA = {
 }
 
 
-def _weighted(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.LazyFrame:
+def weighted(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.LazyFrame:
     """Events with a weighted type and a user, joined to their weight; event_type lower-cased.
 
     Lazy, so each caller's final select is pushed down and only the columns it keeps are
@@ -46,7 +46,7 @@ def _weighted(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.LazyFrame:
 
 def interactions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
     return (
-        _weighted(raw, weights)
+        weighted(raw, weights)
         .filter(~pl.col("is_impression"), pl.col("item_id").is_not_null())
         .select(list(INTERACTIONS_SCHEMA))
         .collect()
@@ -55,7 +55,7 @@ def interactions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
 
 def impressions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
     """One row per (impression event, item shown), with the item's position in what was shown."""
-    shown = _weighted(raw, weights).filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0)
+    shown = weighted(raw, weights).filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0)
     return (
         shown.select(
             "event_id",

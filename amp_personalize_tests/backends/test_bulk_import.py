@@ -9,11 +9,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from amp_personalize.backends.personalize.bulk_import import (
-    ImportFailed,
-    import_job_name,
     interactions_csv,
     run_import,
 )
+from amp_personalize.backends.personalize.jobs import JobFailed, Poll, job_name
 
 ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/amp/INTERACTIONS"
 ROLE = "arn:aws:iam::123456789012:role/PersonalizeS3"
@@ -29,7 +28,7 @@ def frame() -> pl.DataFrame:
             "event_time": [datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)],
             "event_type": ["click", "share"],
             "event_value": [1.0, 2.0],
-            "impression": [["d1", "d9"], long],
+            "items_shown": [["d1", "d9"], long],
             "recommendation_id": [None, "r" * 50],
         }
     )
@@ -57,14 +56,14 @@ def personalize():
 
 def test_an_import_walks_every_state_to_active():
     client = personalize()
-    name = import_job_name("interactions", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    name = job_name("interactions", datetime(2026, 1, 1, tzinfo=timezone.utc))
     with Stubber(client) as stub:
         stub.add_response("create_dataset_import_job", {"datasetImportJobArn": JOB}, {
             "jobName": name, "datasetArn": ARN, "dataSource": {"dataLocation": "s3://amp/x.csv"}, "roleArn": ROLE, "importMode": "FULL",
         })
         for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE"):
             stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": status}}, {"datasetImportJobArn": JOB})
-        assert run_import(client, ARN, "s3://amp/x.csv", ROLE, True, name, sleep=lambda s: None) == JOB
+        assert run_import(client, ARN, "s3://amp/x.csv", ROLE, True, name, Poll(sleep=lambda s: None)) == JOB
 
 
 def test_a_failed_import_fails_with_personalizes_reason():
@@ -73,8 +72,8 @@ def test_a_failed_import_fails_with_personalizes_reason():
         stub.add_response("create_dataset_import_job", {"datasetImportJobArn": JOB})
         stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "CREATE IN_PROGRESS"}})
         stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "CREATE FAILED", "failureReason": "Column TIMESTAMP is not epoch seconds"}})
-        with pytest.raises(ImportFailed, match="Column TIMESTAMP is not epoch seconds"):
-            run_import(client, ARN, "s3://amp/x.csv", ROLE, False, "amp-x", sleep=lambda s: None)
+        with pytest.raises(JobFailed, match="Column TIMESTAMP is not epoch seconds"):
+            run_import(client, ARN, "s3://amp/x.csv", ROLE, False, "amp-x", Poll(sleep=lambda s: None))
 
 
 def test_a_stuck_import_times_out_clearly():
@@ -84,5 +83,5 @@ def test_a_stuck_import_times_out_clearly():
         stub.add_response("create_dataset_import_job", {"datasetImportJobArn": JOB})
         for _ in range(5):
             stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "CREATE IN_PROGRESS"}})
-        with pytest.raises(ImportFailed, match="still CREATE IN_PROGRESS after 250 s"):
-            run_import(client, ARN, "s3://amp/x.csv", ROLE, False, "amp-x", timeout_seconds=250, sleep=lambda s: None, clock=lambda: next(ticks))
+        with pytest.raises(JobFailed, match="still CREATE IN_PROGRESS after 250 s"):
+            run_import(client, ARN, "s3://amp/x.csv", ROLE, False, "amp-x", Poll(timeout_seconds=250, sleep=lambda s: None, clock=lambda: next(ticks)))

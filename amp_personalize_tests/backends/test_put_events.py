@@ -46,17 +46,20 @@ def test_long_impressions_long_properties_and_long_recommendation_ids_are_made_t
     shown = [f"item{k}" for k in range(60)]
     props = orjson.dumps({"item_id": "x", "itemId": "reserved", **{f"k{k}": "v" * 50 for k in range(40)}}).decode()
     rows = [
-        {"event_id": "imp", "user_id": "u1", "session_id": 1, "event_type": "initial_impression", "event_value": 0.3,
+        {"event_id": "c1", "user_id": "u1", "session_id": 1, "event_type": "click", "event_value": 1.0, "item_id": "item7",
          "items_shown": shown, "event_time": T0, "properties": props, "recommendation_id": "r" * 41},
+        # An impression with no item of its own is not an event Personalize can take.
+        {"event_id": "imp", "user_id": "u1", "session_id": 1, "event_type": "initial_impression", "event_value": 0.3,
+         "items_shown": shown, "event_time": T0, "properties": None, "recommendation_id": None},
     ]
     [request] = put_events_requests(frame(rows), "tid")
-    events = request["eventList"]
-    assert [len(e["impression"]) for e in events] == [25, 25, 10]
-    assert [e["eventId"] for e in events] == ["imp", "imp#1", "imp#2"]
-    assert all(len(e["properties"]) <= 1024 for e in events)
-    kept = orjson.loads(events[0]["properties"])
+    [event] = request["eventList"]
+    assert event["eventId"] == "c1" and event["itemId"] == "item7"
+    assert event["impression"] == shown[:25]  # one interaction, never split into several
+    assert len(event["properties"]) <= 1024
+    kept = orjson.loads(event["properties"])
     assert "itemId" not in kept and "item_id" not in kept and kept
-    assert all("recommendationId" not in e for e in events)
+    assert "recommendationId" not in event
 
 
 def test_calls_made_equal_the_minimum_on_generated_structure():
@@ -65,7 +68,7 @@ def test_calls_made_equal_the_minimum_on_generated_structure():
         for s in range(u % 4 + 1):
             for k in range(u % 13 + 1):
                 i = len(rows)
-                extra = {"items_shown": [f"i{j}" for j in range((i % 40) + 1)], "item_id": None, "event_type": "scroll_impression"} if i % 5 == 0 else {}
+                extra = {"items_shown": [f"i{j}" for j in range((i % 40) + 1)]} if i % 5 == 0 else {}
                 rows.append(click(i, user=f"user{u}", session=1000 + s, **extra))
     df = frame(rows)
     assert len(put_events_requests(df, "tid")) == minimum_calls(df)

@@ -17,6 +17,7 @@ from amp_personalize.assets.recommender import (
     recommender_model,
     similar_items,
 )
+from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.versions import latest_version
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of
@@ -24,10 +25,12 @@ from amp_personalize.lake.parquet import partition_path
 from amp_personalize.receiver import create_app
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.training import caches_after_training
+from amp_personalize.settings import PersonalizeSettings
 from amp_personalize_tests.conftest import LiveReceiver
 from amp_personalize_tests.landing_fixture import write_segment
 
 pytestmark = pytest.mark.slow
+LOCAL_ONLY = PersonalizeResource.from_settings(PersonalizeSettings())
 NOW = datetime.now(timezone.utc)
 WINDOW = window_key(window_of(int(NOW.timestamp() * 1000), 60) - 2 * 3_600_000)
 MODEL_ASSETS = [recommender_model, recommendations, similar_items]
@@ -55,8 +58,8 @@ def trained(tmp_path_factory):
     write_segment(data, WINDOW, EVENTS)
     amp = AmpResource(data_dir=str(data), num_results=3)
     with dg.instance_for_test() as instance:
-        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources={"amp": amp}, instance=instance).success
-        result = dg.materialize(MODEL_ASSETS, resources={"amp": amp}, instance=instance)
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources={"amp": amp, "personalize": LOCAL_ONLY}, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources={"amp": amp, "personalize": LOCAL_ONLY}, instance=instance)
         assert result.success
         yield data, amp, instance, result
 
@@ -114,7 +117,7 @@ def test_serving_over_http_with_fallback_validation_and_reload(trained, settings
         assert len(similar["items"]) == 2
         old = alice["model_version"]
 
-        assert dg.materialize(MODEL_ASSETS, resources={"amp": amp}, instance=instance).success  # a new version lands
+        assert dg.materialize(MODEL_ASSETS, resources={"amp": amp, "personalize": LOCAL_ONLY}, instance=instance).success  # a new version lands
         new = latest_version(data / "models")
         assert new != old
         deadline = time.monotonic() + 10

@@ -23,6 +23,8 @@ from amp_personalize.backends.versions import (
 )
 
 EVAL_DEPTH = 25  # Personalize's metrics go to rank 25
+# Below these the model has nothing to learn from.
+MIN_INTERACTIONS, MIN_USERS, MIN_ITEMS = 10, 2, 2
 
 
 class LocalBackend:
@@ -32,6 +34,15 @@ class LocalBackend:
         self.params = params or LocalParams()
         self.seed = seed
         self._loaded: dict[Path, LocalModel] = {}
+
+    def minimums(self, interactions: pl.DataFrame) -> dict[str, int | bool]:
+        counts = {
+            "interactions": interactions.height,
+            "users": interactions["user_id"].n_unique(),
+            "items": interactions["item_id"].n_unique(),
+        }
+        enough = counts["interactions"] >= MIN_INTERACTIONS and counts["users"] >= MIN_USERS and counts["items"] >= MIN_ITEMS
+        return {**counts, "enough": enough}
 
     def evaluate(self, data: TrainingData) -> dict[str, dict[str, float]]:
         """Model and popularity on Personalize's split, metric for metric."""

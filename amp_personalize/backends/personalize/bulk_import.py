@@ -8,21 +8,13 @@ the run with Personalize's own reason, and nothing is recorded as imported.
 
 from __future__ import annotations
 
-import re
-import time
-from datetime import datetime, timezone
-from typing import Callable
-
 import polars as pl
 
+from amp_personalize.backends.personalize.jobs import Poll, wait_for
 from amp_personalize.backends.personalize.validation import validate
 
 MAX_IMPRESSION_CHARS = 1000
 CSV_COLUMNS = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID"]
-
-
-class ImportFailed(RuntimeError):
-    """The dataset import job ended in CREATE FAILED, or did not finish in time."""
 
 
 def _impression_text(items: pl.Expr) -> pl.Expr:
@@ -37,9 +29,9 @@ def _impression_text(items: pl.Expr) -> pl.Expr:
 
 
 def interactions_csv(interactions: pl.DataFrame) -> bytes:
-    """Rows of `interactions` (plus an optional `impression` list column) as Personalize CSV."""
+    """Rows of `interactions` (plus an optional `items_shown` list column) as Personalize CSV."""
     impression = (
-        _impression_text(pl.col("impression")) if "impression" in interactions.columns else pl.lit(None, dtype=pl.String)
+        _impression_text(pl.col("items_shown")) if "items_shown" in interactions.columns else pl.lit(None, dtype=pl.String)
     )
     return (
         interactions.select(
@@ -56,24 +48,7 @@ def interactions_csv(interactions: pl.DataFrame) -> bytes:
     )
 
 
-def import_job_name(dataset: str, now: datetime | None = None) -> str:
-    """Unique, and within the API's pattern ([a-zA-Z0-9][a-zA-Z0-9-_]*, 63 characters)."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return re.sub(r"[^a-zA-Z0-9_-]", "-", f"amp-{dataset}-{stamp}")[:63]
-
-
-def run_import(
-    client,
-    dataset_arn: str,
-    s3_uri: str,
-    role_arn: str,
-    full: bool,
-    job_name: str,
-    timeout_seconds: float = 3600,
-    poll_seconds: float = 30,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> str:
+def run_import(client, dataset_arn: str, s3_uri: str, role_arn: str, full: bool, job_name: str, poll: Poll) -> str:
     """Create the import job (FULL the first time, INCREMENTAL after), wait for ACTIVE."""
     request = {
         "jobName": job_name,
@@ -84,14 +59,5 @@ def run_import(
     }
     validate("personalize", "CreateDatasetImportJob", request)
     arn = client.create_dataset_import_job(**request)["datasetImportJobArn"]
-    deadline = clock() + timeout_seconds
-    while True:
-        job = client.describe_dataset_import_job(datasetImportJobArn=arn)["datasetImportJob"]
-        status = job["status"]
-        if status == "ACTIVE":
-            return arn
-        if status == "CREATE FAILED":
-            raise ImportFailed(f"import {job_name} ({arn}) failed: {job.get('failureReason', 'no reason given')}")
-        if clock() > deadline:
-            raise ImportFailed(f"import {job_name} ({arn}) still {status} after {timeout_seconds:.0f} s; check the Personalize console")
-        sleep(poll_seconds)
+    wait_for(lambda: client.describe_dataset_import_job(datasetImportJobArn=arn)["datasetImportJob"], f"import {job_name} ({arn})", poll)
+    return arn

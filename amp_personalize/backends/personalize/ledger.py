@@ -5,11 +5,16 @@ transaction, synchronous=FULL), and every push first drops ids already here. So 
 between calls and Amplitude's duplicate deliveries in other segments never send an event twice.
 The one window left is a crash inside a single call, after Personalize accepted it and before
 the ledger commit: that call's events are sent again on the next run (at most 10 events).
+
+Bulk imports record their event ids here too, so an event is in Personalize once whichever path
+took it there; and the landing segments whose events are all pushed are listed, so the sensor
+knows what is left without reading any events.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -19,31 +24,74 @@ _CHUNK = 500  # below sqlite's bound-parameter limit
 class Ledger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # One connection shared by the push workers, serialised by a lock (sqlite's own
+        # threading rules), so a commit is one fsync whichever worker makes it.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS pushed (event_id TEXT PRIMARY KEY, pushed_at INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS segments (segment TEXT PRIMARY KEY, done_at INTEGER NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
+        )
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(event_ids), _CHUNK):
-            chunk = event_ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT event_id FROM pushed WHERE event_id IN ({marks})", chunk))
+        with self._lock:
+            for start in range(0, len(event_ids), _CHUNK):
+                chunk = event_ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in self._db.execute(f"SELECT event_id FROM pushed WHERE event_id IN ({marks})", chunk))
         return found
 
     def record(self, event_ids: list[str]) -> None:
         now = int(time.time() * 1000)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        self._transaction("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
+
+    def record_import(self, job_arn: str, mode: str, event_ids: list[str]) -> None:
+        """An ACTIVE import: its events are in Personalize, and the next import is INCREMENTAL."""
+        now = int(time.time() * 1000)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
+                self._db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)", (job_arn, mode, len(event_ids), now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def imports(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM imports").fetchone()[0]
+
+    def mark_segments(self, names: list[str]) -> None:
+        """Segments (landing-relative paths, window first) whose every event Personalize now has."""
+        now = int(time.time() * 1000)
+        self._transaction("INSERT OR REPLACE INTO segments VALUES (?, ?)", [(name, now) for name in names])
+
+    def done_segments(self, since_window: str = "") -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT segment FROM segments WHERE segment >= ?", (since_window,))}
+
+    def _transaction(self, sql: str, rows: list[tuple]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM pushed").fetchone()[0]
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM pushed").fetchone()[0]
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT event_id FROM pushed")}
 
     def close(self) -> None:
         self._db.close()

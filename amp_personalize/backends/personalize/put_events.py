@@ -1,15 +1,14 @@
 """PutEvents requests from weighted events: grouped, chunked and trimmed to what the API takes.
 
-PutEvents takes up to 10 events for one user and one session per call, impressions of 1 to 25
-items, `properties` JSON of at most 1,024 characters and a `recommendationId` of at most 40.
+PutEvents takes up to 10 events for one user and one session per call, each an interaction
+with an item (impression-only events reach Personalize attached to the interaction that follows
+them, see `realtime.attach_impressions`), impressions of 1 to 25 items, `properties` JSON of at most 1,024 characters and a `recommendationId` of at most 40.
 botocore checks none of that, so it is done here, and every request then passes `validate`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
-
 import orjson
 import polars as pl
 
@@ -72,38 +71,33 @@ def session_keys(events: pl.DataFrame) -> pl.Expr:
     )
 
 
-def _api_events(row: dict) -> Iterator[dict]:
-    """One PutEvents event per row, or one per 25 shown items for a long impression."""
-    base = {"eventType": row["event_type"], "sentAt": row["event_time"]}
+def _api_event(row: dict) -> dict:
+    """One PutEvents event per interaction; the impression is the first 25 items it was shown with."""
+    event = {"eventId": _fit_id(row["event_id"]), "eventType": row["event_type"], "sentAt": row["event_time"], "itemId": _fit_id(row["item_id"])}
     if row["event_value"] is not None:
-        base["eventValue"] = row["event_value"]
+        event["eventValue"] = row["event_value"]
     rec = row["recommendation_id"]
     if rec and len(rec) <= MAX_RECOMMENDATION_ID:
-        base["recommendationId"] = rec
+        event["recommendationId"] = rec
     props = _properties(row["properties"])
     if props:
-        base["properties"] = props
-    if row["item_id"]:
-        base["itemId"] = _fit_id(row["item_id"])
-    shown = [_fit_id(i) for i in (row["items_shown"] or [])]
-    if not shown:
-        yield {"eventId": _fit_id(row["event_id"]), **base}
-        return
-    for part, start in enumerate(range(0, len(shown), MAX_IMPRESSION)):
-        suffix = "" if part == 0 else f"#{part}"
-        yield {"eventId": _fit_id(row["event_id"] + suffix), **base, "impression": shown[start : start + MAX_IMPRESSION]}
+        event["properties"] = props
+    shown = [_fit_id(i) for i in (row["items_shown"] or [])[:MAX_IMPRESSION]]
+    if shown:
+        event["impression"] = shown
+    return event
 
 
 def put_events_requests(events: pl.DataFrame, tracking_id: str) -> list[dict]:
     """Requests for every event, as few as the user/session structure allows, in time order."""
     ordered = (
-        events.filter(pl.col("user_id").is_not_null())
+        events.filter(pl.col("user_id").is_not_null(), pl.col("item_id").is_not_null())
         .with_columns(session_keys(events).alias("session_key"))
         .sort("user_id", "session_key", "event_time", "event_id")
     )
     requests: list[dict] = []
     for (user_id, session), group in ordered.group_by("user_id", "session_key", maintain_order=True):
-        api_events = [e for row in group.iter_rows(named=True) for e in _api_events(row)]
+        api_events = [_api_event(row) for row in group.iter_rows(named=True)]
         for start in range(0, len(api_events), MAX_EVENTS_PER_CALL):
             request = {
                 "trackingId": tracking_id,
@@ -118,11 +112,9 @@ def put_events_requests(events: pl.DataFrame, tracking_id: str) -> list[dict]:
 
 def minimum_calls(events: pl.DataFrame) -> int:
     """The fewest PutEvents calls any client could make for these events: the efficiency bar."""
-    per_row = (pl.col("items_shown").list.len().fill_null(0).clip(lower_bound=1) + MAX_IMPRESSION - 1) // MAX_IMPRESSION
     counts = (
-        events.filter(pl.col("user_id").is_not_null())
-        .with_columns(session_keys(events).alias("session_key"), per_row.alias("api_events"))
-        .group_by("user_id", "session_key")
-        .agg(pl.col("api_events").sum())
+        events.filter(pl.col("user_id").is_not_null(), pl.col("item_id").is_not_null())
+        .group_by("user_id", session_keys(events).alias("session_key"))
+        .len()
     )
-    return int(((counts["api_events"] + MAX_EVENTS_PER_CALL - 1) // MAX_EVENTS_PER_CALL).sum())
+    return int(((counts["len"] + MAX_EVENTS_PER_CALL - 1) // MAX_EVENTS_PER_CALL).sum())

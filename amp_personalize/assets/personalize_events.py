@@ -1,0 +1,70 @@
+"""personalize_events: live events to Personalize's PutEvents, seconds after they land."""
+
+import dagster as dg
+import numpy as np
+
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.push import PushFailed
+from amp_personalize.backends.personalize.realtime import (
+    MAX_SEGMENTS_PER_RUN,
+    pending_segments,
+    push_segments,
+    segment_name,
+)
+from amp_personalize.backends.personalize.resource import PersonalizeResource
+from amp_personalize.resources import AmpResource
+from amp_personalize.transforms.weights import weights_frame
+
+
+def _quantiles(values: list[float], scale: float, qs: dict[str, float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {name: round(float(np.quantile(values, q)) * scale, 3) for name, q in qs.items()}
+
+
+@dg.asset(group_name="personalize", kinds={"personalize"})
+def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
+    """The weighted interactions of every sealed segment not yet pushed, sent with PutEvents once each.
+
+    Not window-partitioned: the personalize_events_sensor requests it whenever sealed segments
+    hold events Personalize has not acknowledged, so a session's clicks reach it within a minute.
+    """
+    settings = amp.settings()
+    live = personalize.settings()
+    live.require("tracking_id")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
+        left = max(0, len(segments) - MAX_SEGMENTS_PER_RUN)
+        segments = segments[:MAX_SEGMENTS_PER_RUN]
+        if not segments:
+            return dg.MaterializeResult(metadata={"segments": 0, "calls": 0, "events": 0})
+        try:
+            report = push_segments(
+                segments, settings.landing_dir, weights_frame(amp.weights()), live.tracking_id, personalize.clients().events,
+                ledger, live.push_tps, live.push_concurrency,
+            )
+        except PushFailed as failure:
+            raise dg.Failure(description=str(failure)) from None
+    finally:
+        ledger.close()
+    stats = report.stats
+    return dg.MaterializeResult(
+        metadata={
+            "segments": report.segments,
+            "segments_left_for_next_run": left,
+            "first_segment": segment_name(settings.landing_dir, segments[0]),
+            "last_segment": segment_name(settings.landing_dir, segments[-1]),
+            "landed_lines": report.landed,
+            "malformed_lines": report.malformed,
+            "interactions": report.interactions,
+            "with_impressions": report.impressions_attached,
+            "impression_only_events_not_sent": report.impression_only,
+            "calls": stats.calls,
+            "events": stats.events,
+            "already_pushed": stats.skipped_already_pushed,
+            "retries": stats.retries,
+            **{f"api_latency_{k}_ms": v for k, v in _quantiles(stats.latencies, 1000, {"p50": 0.5, "p99": 0.99}).items()},
+            **{f"ack_to_push_{k}_s": v for k, v in _quantiles(stats.lags, 1, {"p50": 0.5, "p95": 0.95}).items()},
+        }
+    )

@@ -1,0 +1,126 @@
+"""The personalize backend: the interface of backends/base.py over Amazon Personalize.
+
+A version folder under data/models/ records what a training made (the solution version, the
+campaign it went to, Personalize's metrics beside the local model's on the same data), so the
+Dagster UI, `LATEST` and the caches work the same whichever backend trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from amp_personalize.backends.base import (
+    POPULAR_ITEMS_SCHEMA,
+    SIMILAR_ITEMS_SCHEMA,
+    TrainedModel,
+    TrainingData,
+)
+from amp_personalize.backends.local.backend import LocalBackend
+from amp_personalize.backends.personalize import recommend, training
+from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.impressions import (
+    attach_impressions,
+    impression_lists,
+)
+from amp_personalize.backends.personalize.jobs import Poll
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.versions import (
+    new_version,
+    publish_latest,
+    read_meta,
+    write_meta,
+)
+from amp_personalize.events import WeightTable
+from amp_personalize.settings import PersonalizeSettings
+
+# A user id no one has: Personalize answers it with what it recommends to newcomers.
+COLD_USER = "amp-personalize:cold-start"
+CATALOG = "items.parquet"
+
+
+class PersonalizeBackend:
+    name = "personalize"
+
+    def __init__(self, settings: PersonalizeSettings, clients: Clients, ledger_path: Path, weights: WeightTable, poll: Poll | None = None) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.ledger_path = ledger_path
+        self.weights = weights
+        self.poll = poll or Poll(settings.job_timeout_seconds, settings.poll_seconds)
+
+    def minimums(self, interactions: pl.DataFrame) -> dict[str, int | bool]:
+        return training.minimums(interactions)
+
+    def train(self, data: TrainingData, models_dir: Path) -> TrainedModel:
+        """Import what Personalize lacks, sync the weights, train a version, move the campaign to it."""
+        s = self.settings
+        s.require("solution_arn")
+        rows = attach_impressions(data.interactions, impression_lists(data.impressions))
+        ledger = Ledger(self.ledger_path)
+        try:
+            imported = training.import_missing(self.clients, s, ledger, rows, self.poll)
+        finally:
+            ledger.close()
+        events = training.events_config(self.weights)
+        weights_updated = training.sync_events_config(self.clients, s.solution_arn, events.config, self.poll)
+        version_arn, mode = training.train_version(self.clients, s.solution_arn, s.training_mode, self.poll)
+        personalize_metrics = training.solution_metrics(self.clients, version_arn)
+        if s.campaign_arn:  # the first training comes before `personalize setup` can make a campaign
+            training.deploy(self.clients, s.campaign_arn, version_arn, self.poll)
+        # The local model on the same data, for a number to hold Personalize's against.
+        local = LocalBackend().evaluate(data)
+        metrics = {"model": personalize_metrics, "local": local.get("model", {}), "popularity": local.get("popularity", {})}
+        info = {
+            "algorithm": "personalize",
+            "solution_version_arn": version_arn,
+            "training_mode": mode,
+            "campaign_arn": s.campaign_arn,
+            "deployed": bool(s.campaign_arn),
+            "import_job_arn": imported.job_arn,
+            "import_mode": imported.mode,
+            "imported_rows": imported.rows,
+            "events_config": events.config,
+            "event_types_dropped": events.dropped,
+            "events_config_updated": weights_updated,
+            "filter_arn": s.filter_arn,
+        }
+        version = new_version(data.as_of)
+        directory = models_dir / version
+        directory.mkdir(parents=True)
+        data.interactions.select(pl.col("item_id").unique().sort()).write_parquet(directory / CATALOG)
+        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": data.as_of})
+        publish_latest(models_dir, version)
+        return TrainedModel(version, self.name, directory, metrics, info)
+
+    def load(self, path: Path) -> TrainedModel:
+        meta = read_meta(path)
+        return TrainedModel(meta["version"], meta["backend"], path, meta.get("metrics", {}), meta.get("info", {}))
+
+    def recommend(self, model: TrainedModel, user_ids: list[str], num_results: int) -> pl.DataFrame:
+        s = self.settings
+        if len(user_ids) > s.batch_users:
+            s.require("s3_url", "role_arn")
+            return recommend.batch(
+                self.clients, model.info["solution_version_arn"], user_ids, num_results, s.filter_arn, s.s3_url, s.role_arn, self.poll
+            )
+        s.require("campaign_arn")
+        return recommend.realtime(self.clients, s.campaign_arn, user_ids, num_results, s.filter_arn, s.recommend_tps, s.recommend_concurrency)
+
+    def popular_items(self, model: TrainedModel, num_results: int) -> pl.DataFrame:
+        s = self.settings
+        recs = recommend.realtime(self.clients, s.campaign_arn, [COLD_USER], num_results, None, s.recommend_tps, 1)
+        return recs.drop("user_id").with_columns(pl.lit("popular").alias("source")).select(list(POPULAR_ITEMS_SCHEMA))
+
+    def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
+        """From the SIMS campaign when there is one; without it, nothing (the asset says so)."""
+        s = self.settings
+        if not s.sims_campaign_arn:
+            return pl.DataFrame(schema=SIMILAR_ITEMS_SCHEMA)
+        items = item_ids if item_ids is not None else pl.read_parquet(model.path / CATALOG)["item_id"].to_list()
+        return recommend.similar(self.clients, s.sims_campaign_arn, items, num_results, s.recommend_tps, s.recommend_concurrency)
+
+    def record_events(self, events: pl.DataFrame) -> int:
+        # Live events go through the personalize_events asset (ledger, TPS, lag metadata).
+        return 0

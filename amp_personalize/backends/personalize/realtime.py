@@ -1,0 +1,107 @@
+"""Live events for Personalize: sealed landing segments not yet pushed, as PutEvents calls.
+
+User-Personalization adapts to a session within seconds, so this path does not wait for the
+hourly window: it reads sealed segments straight from landing, with the same reader, dedupe and
+weights as the window assets. Only the last LIVE_HOURS of windows are live; anything older that
+never got pushed reaches Personalize through the bulk import at the next training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from amp_personalize.backends.personalize.impressions import attach_impressions
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.push import PushStats, push
+from amp_personalize.backends.personalize.put_events import (
+    EVENTS_SCHEMA,
+    put_events_requests,
+)
+from amp_personalize.events.windows import WINDOW_KEY_FORMAT, window_key, window_of
+from amp_personalize.landing.segments import SEALED_SUFFIX
+from amp_personalize.transforms.interactions import weighted
+from amp_personalize.transforms.landing import read_landing
+from amp_personalize.transforms.raw_events import raw_events
+
+LIVE_HOURS = 24
+MAX_SEGMENTS_PER_RUN = 500  # bounds a run's memory after an outage; the next run takes the rest
+
+
+def segment_name(landing_dir: Path, path: Path) -> str:
+    return path.relative_to(landing_dir).as_posix()
+
+
+def pending_segments(landing_dir: Path, ledger: Ledger, window_minutes: int, now_ms: int | None = None) -> list[Path]:
+    """Sealed segments of the live windows whose events are not all in Personalize yet, oldest first."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    since = window_key(window_of(now_ms - LIVE_HOURS * 3_600_000, window_minutes))
+    done = ledger.done_segments(since)
+    windows = sorted(d.name for d in landing_dir.iterdir() if d.is_dir() and _is_window(d.name) and d.name >= since) if landing_dir.is_dir() else []
+    pending = []
+    for window in windows:
+        for path in sorted((landing_dir / window).glob(f"*{SEALED_SUFFIX}")):
+            if segment_name(landing_dir, path) not in done:
+                pending.append(path)
+    return pending
+
+
+def _is_window(name: str) -> bool:
+    try:
+        time.strptime(name, WINDOW_KEY_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def push_frame(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
+    """Weighted interactions with their impressions attached: EVENTS_SCHEMA plus received_at."""
+    events = weighted(raw, weights)
+    interactions = events.filter(~pl.col("is_impression"), pl.col("item_id").is_not_null()).select(*EVENTS_SCHEMA, "received_at").collect()
+    shown = events.filter(pl.col("is_impression")).select("user_id", "event_time", "items_shown").collect()
+    return attach_impressions(interactions, shown).select(*EVENTS_SCHEMA, "received_at")
+
+
+@dataclass
+class LiveReport:
+    segments: int
+    landed: int
+    malformed: int
+    interactions: int
+    impressions_attached: int
+    impression_only: int
+    stats: PushStats
+
+
+def push_segments(
+    segments: list[Path],
+    landing_dir: Path,
+    weights: pl.DataFrame,
+    tracking_id: str,
+    client,
+    ledger: Ledger,
+    max_tps: float,
+    concurrency: int,
+    sleep=time.sleep,
+) -> LiveReport:
+    """Push the segments' events (the ledger drops any already sent) and mark the segments done."""
+    landed, malformed = read_landing(segments)
+    raw, _ = raw_events(landed)
+    frame = push_frame(raw, weights)
+    requests = put_events_requests(frame, tracking_id)
+    received = dict(zip(frame["event_id"].to_list(), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
+    stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received, sleep=sleep)
+    ledger.mark_segments([segment_name(landing_dir, p) for p in segments])
+    impression_only = raw.filter(pl.col("event_type").str.to_lowercase().is_in(weights.filter("is_impression")["event_type"].implode())).height
+    return LiveReport(
+        segments=len(segments),
+        landed=landed.height,
+        malformed=malformed,
+        interactions=frame.height,
+        impressions_attached=int((frame["items_shown"].list.len().fill_null(0) > 0).sum()),
+        impression_only=impression_only,
+        stats=stats,
+    )

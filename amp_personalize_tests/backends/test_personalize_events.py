@@ -1,0 +1,141 @@
+"""personalize_events and its sensor: sealed segments to PutEvents once each, impressions
+attached, a refused event stopping the run, and an acknowledged event reaching PutEvents
+within the freshness target with default settings."""
+
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+import httpx
+import pytest
+
+from amp_personalize.assets.personalize_events import personalize_events
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.events.windows import window_key, window_of, window_start_ms
+from amp_personalize.receiver import create_app
+from amp_personalize.resources import AmpResource
+from amp_personalize.sensors.personalize_sensor import personalize_events_sensor
+from amp_personalize.settings import Settings
+from amp_personalize_tests.backends.personalize_fakes import Service, fake_resource, make_clients
+from amp_personalize_tests.conftest import LiveReceiver
+from amp_personalize_tests.landing_fixture import write_segment
+
+NOW_MS = int(time.time() * 1000)
+WINDOW = window_key(window_of(NOW_MS, 60))
+SHOWN = [f"d{k}" for k in range(30)]
+
+
+def ev(uuid, kind, user, n, session=5, **props):
+    return {"uuid": uuid, "event_type": kind, "user_id": user, "session_id": session, "time": NOW_MS - 60_000 + n * 1000, "event_properties": props}
+
+
+def resources(data_dir, clients):
+    return {"amp": AmpResource(data_dir=str(data_dir), backend="personalize"), "personalize": fake_resource(clients, key=str(data_dir))}
+
+
+def put_events_service(clients, refuse: set[str] = frozenset()):
+    def answer(params):
+        bad = [e["eventId"] for e in params["eventList"] if e["eventId"] in refuse]
+        if bad:
+            return 400, {"__type": "InvalidInputException", "message": f"invalid item for event {bad[0]}"}
+        return {}
+
+    return Service(clients.events, "PutEvents", answer)
+
+
+def sent_ids(service) -> list[str]:
+    return [e["eventId"] for r in service.requests for e in r["eventList"]]
+
+
+def test_each_landed_interaction_reaches_put_events_once_with_its_impression(tmp_path):
+    write_segment(tmp_path, WINDOW, [
+        ev("imp-1", "initial_impression", "u1", 0, items_shown=SHOWN, feed_type="popular"),
+        ev("click-1", "click", "u1", 1, item_id="d2"),
+        ev("down-1", "downvote", "u1", 2, item_id="d9"),
+        ev("view-1", "page_view", "u2", 3),
+        ev("up-1", "upvote", "u2", 4, session=-1, item_id="d5"),
+    ], name="0000000000001-r1-000001")
+    # Amplitude re-delivered click-1; it landed again in another segment.
+    write_segment(tmp_path, WINDOW, [ev("click-1", "click", "u1", 1, item_id="d2"), ev("share-1", "share", "u3", 5, item_id="d7")],
+                  name="0000000000002-r1-000002")
+    clients = make_clients()
+    service = put_events_service(clients)
+    result = dg.materialize([personalize_events], resources=resources(tmp_path, clients))
+    assert result.success
+    assert sorted(sent_ids(service)) == ["click-1", "down-1", "share-1", "up-1"]
+    events = {e["eventId"]: (r, e) for r in service.requests for e in r["eventList"]}
+    request, click = events["click-1"]
+    assert click["impression"] == SHOWN[:25] and click["itemId"] == "d2" and click["eventType"] == "click"
+    assert request["trackingId"] == "tracking-1" and request["userId"] == "u1" and request["sessionId"] == "5"
+    assert events["down-1"][1]["eventValue"] == -1.0  # pushed: the exclusion filter reads it
+    assert events["up-1"][0]["sessionId"] == "u2:" + datetime.fromtimestamp(NOW_MS / 1000 - 56, timezone.utc).strftime("%Y-%m-%d")
+    meta = result.asset_materializations_for_node("personalize_events")[0].metadata
+    assert meta["events"].value == 4 and meta["segments"].value == 2 and meta["impression_only_events_not_sent"].value == 1
+    # The fixture stamps receipt a few seconds into the window: the lag is the time since then.
+    assert meta["ack_to_push_p95_s"].value == pytest.approx(time.time() - window_start_ms(WINDOW) / 1000, abs=30)
+
+    # A re-run finds nothing pending; a new segment re-delivering share-1 sends only what is new.
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert sorted(sent_ids(service)) == ["click-1", "down-1", "share-1", "up-1"]
+    write_segment(tmp_path, WINDOW, [ev("share-1", "share", "u3", 5, item_id="d7"), ev("click-2", "click", "u3", 6, item_id="d8")],
+                  name="0000000000003-r1-000003")
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert sorted(sent_ids(service)) == ["click-1", "click-2", "down-1", "share-1", "up-1"]
+
+
+def test_a_refused_event_stops_the_run_naming_it_and_leaves_its_segment_pending(tmp_path):
+    write_segment(tmp_path, WINDOW, [ev("ok-1", "click", "u1", 1, item_id="d1"), ev("bad-1", "click", "u2", 2, item_id="d2")])
+    clients = make_clients()
+    put_events_service(clients, refuse={"bad-1"})
+    result = dg.materialize([personalize_events], resources=resources(tmp_path, clients), raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
+    assert "PutEvents refused events ['bad-1'] of user 'u2': InvalidInputException" in failure
+    ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
+    assert ledger.done_segments() == set()  # the segment is retried once the cause is fixed
+    fixed = put_events_service(clients_fixed := make_clients())
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients_fixed)).success
+    assert sent_ids(fixed) == ["bad-1"]  # ok-1 was acknowledged the first time
+
+
+def test_the_sensor_requests_a_push_only_while_segments_are_pending(tmp_path):
+    amp = AmpResource(data_dir=str(tmp_path), backend="personalize")
+    with dg.instance_for_test() as instance:
+        def tick():
+            return personalize_events_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp}))
+
+        assert isinstance(tick(), dg.SkipReason)
+        write_segment(tmp_path, WINDOW, [ev("c1", "click", "u1", 1, item_id="d1")])
+        request = tick()
+        assert isinstance(request, dg.RunRequest) and request.tags["segments"] == "1"
+        clients = make_clients()
+        put_events_service(clients)
+        assert dg.materialize([personalize_events], resources=resources(tmp_path, clients), instance=instance).success
+        assert "every sealed segment" in tick().skip_message
+
+
+@pytest.mark.slow
+def test_an_acknowledged_event_reaches_put_events_within_a_minute_with_default_settings(tmp_path):
+    """Default settings: segments seal after 15 s, the sensor ticks every 30 s. The test ticks
+    the sensor every half second, then adds the 30 s a real tick could be away in the worst case."""
+    settings = Settings.from_env({"AMP_DATA_DIR": str(tmp_path)})
+    assert settings.segment_max_age_seconds == 15 and settings.personalize.push_interval_seconds == 30
+    amp = AmpResource.from_settings(settings)
+    amp = AmpResource(**{**amp.model_dump(), "backend": "personalize"})
+    clients = make_clients()
+    service = put_events_service(clients)
+    with LiveReceiver(create_app(settings)) as live, dg.instance_for_test() as instance:
+        reply = httpx.post(live.url + "/webhooks/amplitude/", json={"events": [
+            {"event_type": "click", "user_id": "fresh-user", "insert_id": "fresh-1", "session_id": 9, "event_properties": {"item_id": "d1"}}
+        ]}, timeout=10)
+        acknowledged = time.time()
+        assert reply.status_code == 200
+        deadline = time.monotonic() + 45
+        while not isinstance(personalize_events_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp})), dg.RunRequest):
+            assert time.monotonic() < deadline, "the segment was never sealed"
+            time.sleep(0.5)
+        assert dg.materialize([personalize_events], resources={"amp": amp, "personalize": fake_resource(clients, key="fresh")}, instance=instance).success
+    assert sent_ids(service) == ["fresh-1"]
+    measured = service.times[0] - acknowledged
+    worst_case = measured + settings.personalize.push_interval_seconds
+    assert measured < 25 and worst_case <= 60, f"ack to PutEvents {measured:.1f} s here, {worst_case:.1f} s with a full sensor interval"

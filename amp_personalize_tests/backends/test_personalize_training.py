@@ -1,0 +1,141 @@
+"""Retraining on Personalize through the real recommender_model asset: every job state, the
+weights as eventsConfig, a failed import that fails the run and records nothing, the minimums."""
+
+import dagster as dg
+import polars as pl
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from amp_personalize.assets.recommender import recommender_model
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.training import events_config, exclusion_filter
+from amp_personalize.backends.versions import latest_version, read_meta
+from amp_personalize.events import load_weights
+from amp_personalize.resources import AmpResource
+from amp_personalize_tests.backends.personalize_fakes import (
+    CAMPAIGN,
+    DATASET,
+    ROLE,
+    SOLUTION,
+    client,
+    fake_resource,
+    make_clients,
+    write_history,
+)
+
+VERSION = f"{SOLUTION}/version-1"
+METRICS = {"normalized_discounted_cumulative_gain_at_10": 0.31, "precision_at_5": 0.12, "coverage": 0.4}
+
+
+def resources(data_dir, clients, **settings):
+    amp = AmpResource(data_dir=str(data_dir), backend="personalize")
+    return {"amp": amp, "personalize": fake_resource(clients, key=str(data_dir), **settings)}
+
+
+def expect_training(stub: Stubber, import_mode: str | None, weights_in_sync: bool) -> None:
+    """Every call of one training, each job passing through its intermediate states."""
+    if import_mode:
+        stub.add_response(
+            "create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"},
+            {"jobName": ANY, "datasetArn": DATASET, "dataSource": {"dataLocation": ANY}, "roleArn": ROLE, "importMode": import_mode},
+        )
+        for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE"):
+            stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": status}})
+    wanted = events_config(load_weights()).config
+    stub.add_response("describe_solution", {"solution": {"status": "ACTIVE", "solutionConfig": {"eventsConfig": wanted} if weights_in_sync else {}}})
+    if not weights_in_sync:
+        stub.add_response("update_solution", {"solutionArn": SOLUTION}, {"solutionArn": SOLUTION, "solutionUpdateConfig": {"eventsConfig": wanted}})
+        for status in ("CREATE IN_PROGRESS", "ACTIVE"):
+            stub.add_response("describe_solution", {"solution": {"status": "ACTIVE", "latestSolutionUpdate": {"status": status}}})
+    stub.add_response("create_solution_version", {"solutionVersionArn": VERSION}, {"solutionArn": SOLUTION, "trainingMode": "FULL", "name": ANY})
+    for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE"):
+        stub.add_response("describe_solution_version", {"solutionVersion": {"status": status}})
+    stub.add_response("get_solution_metrics", {"solutionVersionArn": VERSION, "metrics": METRICS})
+    stub.add_response("update_campaign", {"campaignArn": CAMPAIGN}, {"campaignArn": CAMPAIGN, "solutionVersionArn": VERSION})
+    stub.add_response("describe_campaign", {"campaign": {"status": "ACTIVE", "latestCampaignUpdate": {"solutionVersionArn": "older", "status": "ACTIVE"}}})
+    for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE"):
+        stub.add_response("describe_campaign", {"campaign": {"status": "ACTIVE", "latestCampaignUpdate": {"solutionVersionArn": VERSION, "status": status}}})
+
+
+def test_weights_map_to_events_config_and_negative_types_to_the_exclusion_filter():
+    weights = load_weights()
+    config = events_config(weights)
+    params = config.config["eventParametersList"]
+    assert params[:2] == [{"eventType": "donate", "weight": 1.0}, {"eventType": "fundraise", "weight": 1.0}]
+    assert {p["eventType"]: p["weight"] for p in params}["click"] == pytest.approx(1 / 3)
+    assert not {"downvote", "hide", "flag", "initial_impression", "scroll_impression"} & {p["eventType"] for p in params}
+    assert exclusion_filter(weights) == 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("downvote", "flag", "hide")'
+
+
+def test_training_imports_updates_weights_trains_and_moves_the_campaign(tmp_path):
+    rows = write_history(tmp_path, users=40, per_user=30)
+    with mock_aws():
+        s3 = client("s3")
+        s3.create_bucket(Bucket="amp-bucket")
+        clients = make_clients(s3)
+        with Stubber(clients.personalize) as stub:
+            expect_training(stub, import_mode="FULL", weights_in_sync=False)
+            result = dg.materialize([recommender_model], resources=resources(tmp_path, clients))
+            stub.assert_no_pending_responses()
+        assert result.success
+        [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="amp-bucket")["Contents"]]
+        assert key.startswith("personalize/imports/amp-interactions-") and key.endswith(".csv")
+        csv = pl.read_csv(s3.get_object(Bucket="amp-bucket", Key=key)["Body"].read())
+        assert csv.columns == ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID"]
+        assert csv.height == rows  # negative events go in too: the exclusion filter reads them
+        first_click = csv.filter(pl.col("USER_ID") == "u3").sort("TIMESTAMP").row(0, named=True)
+        assert first_click["IMPRESSION"] == "i0|i1|i2"  # the feed shown just before it
+
+        # A second training: nothing new to import, weights already in sync, a new version deployed.
+        with Stubber(clients.personalize) as stub:
+            expect_training(stub, import_mode=None, weights_in_sync=True)
+            again = dg.materialize([recommender_model], resources=resources(tmp_path, clients))
+            stub.assert_no_pending_responses()
+        assert again.success
+
+    ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
+    assert ledger.imports() == 1 and ledger.count() == rows
+    meta = read_meta(tmp_path / "models" / latest_version(tmp_path / "models"))
+    assert meta["backend"] == "personalize"
+    assert meta["info"]["solution_version_arn"] == VERSION and meta["info"]["import_mode"] is None
+    assert meta["metrics"]["model"] == METRICS
+    assert meta["metrics"]["local"]["normalized_discounted_cumulative_gain_at_10"] >= 0  # the local model beside it
+    materialization = result.asset_materializations_for_node("recommender_model")[0]
+    assert "0.3100" in materialization.metadata["offline_metrics"].value
+
+
+def test_a_failed_import_fails_the_run_clearly_and_marks_nothing_done(tmp_path):
+    write_history(tmp_path, users=40, per_user=30)
+    with mock_aws():
+        s3 = client("s3")
+        s3.create_bucket(Bucket="amp-bucket")
+        clients = make_clients(s3)
+        with Stubber(clients.personalize) as stub:
+            stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
+            stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "CREATE IN_PROGRESS"}})
+            stub.add_response(
+                "describe_dataset_import_job",
+                {"datasetImportJob": {"status": "CREATE FAILED", "failureReason": "Input CSV is missing the column EVENT_TYPE"}},
+            )
+            result = dg.materialize([recommender_model], resources=resources(tmp_path, clients), raise_on_error=False)
+            stub.assert_no_pending_responses()  # and no training call after the failure (the stub would refuse it)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
+    assert failure.startswith("training on personalize failed: import amp-interactions-")
+    assert "is CREATE FAILED: Input CSV is missing the column EVENT_TYPE" in failure
+    ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
+    assert ledger.imports() == 0 and ledger.count() == 0
+    assert latest_version(tmp_path / "models") is None
+
+
+def test_training_is_refused_below_personalizes_minimums(tmp_path):
+    write_history(tmp_path, users=24, per_user=30)  # 720 clicks, 24 users: below both floors
+    clients = make_clients()
+    with Stubber(clients.personalize):  # no responses queued: any call would fail the test
+        result = dg.materialize([recommender_model], resources=resources(tmp_path, clients), raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["enough_training_data"].passed is False
+    assert checks["enough_training_data"].metadata["interactions"].value == 720
+    assert checks["enough_training_data"].metadata["users_with_two_or_more"].value == 24
+    assert latest_version(tmp_path / "models") is None
