@@ -31,6 +31,7 @@ bench: install
 	$(PY) benchmarks/transform.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/personalize_push.py
 
 clean:
 	rm -rf $(VENV) data/landing data/lake data/models data/warehouse.duckdb

@@ -260,7 +260,7 @@ def main() -> None:
             # Efficiency: the frame and requests as the asset builds them, and the calls its push makes.
             landed, _ = read_landing(segments)
             raw, _ = raw_events(landed)
-            frame = push_frame(raw, weights)
+            frame, _ = push_frame(raw, weights)
             requests = put_events_requests(frame, TRACKING_ID)
             minimum = minimum_calls(frame)
             counting = CountingClient()

@@ -158,3 +158,19 @@ def test_the_seeds_calls_answer_live_from_the_campaigns():
     assert len(seed.get_similar_items("doc_1", num_results=3)) == 3
     assert service.requests[0] == {"campaignArn": CAMPAIGN, "userId": "12345", "numResults": 20, "filterArn": FILTER}
     assert service.requests[1] == {"campaignArn": SIMS, "itemId": "doc_1", "numResults": 3}
+
+
+def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_by_itself(monkeypatch):
+    from amp_personalize.backends.personalize.clients import make_clients as real_clients
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PERSONALIZE_EVENTS", "http://127.0.0.1:9911")
+    clients = real_clients(None, push_concurrency=12)
+    assert clients.events.meta.endpoint_url == "http://127.0.0.1:9911"
+    assert clients.runtime.meta.endpoint_url == "https://personalize-runtime.eu-west-1.amazonaws.com"
+    assert clients.personalize.meta.region_name == "eu-west-1"
+    assert clients.events._request_signer._credentials.access_key == "from-the-environment"
+    assert clients.events.meta.config.retries["total_max_attempts"] == 1  # the push retries, behind the ledger
+    assert clients.events.meta.config.max_pool_connections == 12

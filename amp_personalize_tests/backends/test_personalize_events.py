@@ -83,6 +83,18 @@ def test_each_landed_interaction_reaches_put_events_once_with_its_impression(tmp
     assert sorted(sent_ids(service)) == ["click-1", "click-2", "down-1", "share-1", "up-1"]
 
 
+def test_a_click_pushed_by_a_later_run_still_carries_the_feed_shown_before_it(tmp_path):
+    write_segment(tmp_path, WINDOW, [ev("imp-1", "scroll_impression", "u1", 0, items_shown=["d1", "d2"])], name="0000000000001-r1-000001")
+    clients = make_clients()
+    service = put_events_service(clients)
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert service.requests == []  # nothing to send yet: an impression has no item of its own
+    write_segment(tmp_path, WINDOW, [ev("click-1", "click", "u1", 9, item_id="d2")], name="0000000000002-r1-000002")
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    [[click]] = [r["eventList"] for r in service.requests]
+    assert click["eventId"] == "click-1" and click["impression"] == ["d1", "d2"]
+
+
 def test_a_refused_event_stops_the_run_naming_it_and_leaves_its_segment_pending(tmp_path):
     write_segment(tmp_path, WINDOW, [ev("ok-1", "click", "u1", 1, item_id="d1"), ev("bad-1", "click", "u2", 2, item_id="d2")])
     clients = make_clients()

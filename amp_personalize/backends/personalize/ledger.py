@@ -32,6 +32,9 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS pushed (event_id TEXT PRIMARY KEY, pushed_at INTEGER NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS segments (segment TEXT PRIMARY KEY, done_at INTEGER NOT NULL)")
+        # Impressions seen lately, so a click pushed by the next run still carries the feed before it.
+        self._db.execute("CREATE TABLE IF NOT EXISTS impressions (user_id TEXT NOT NULL, shown_at INTEGER NOT NULL, items TEXT NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS impressions_by_time ON impressions (shown_at)")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
         )
@@ -74,6 +77,22 @@ class Ledger:
     def done_segments(self, since_window: str = "") -> set[str]:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT segment FROM segments WHERE segment >= ?", (since_window,))}
+
+    def keep_impressions(self, rows: list[tuple[str, int, str]], keep_since_ms: int) -> None:
+        """Remember (user_id, shown_at ms, items JSON) and forget what is older than keep_since_ms."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO impressions VALUES (?, ?, ?)", rows)
+                self._db.execute("DELETE FROM impressions WHERE shown_at < ?", (keep_since_ms,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def recent_impressions(self) -> list[tuple[str, int, str]]:
+        with self._lock:
+            return list(self._db.execute("SELECT user_id, shown_at, items FROM impressions"))
 
     def _transaction(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:

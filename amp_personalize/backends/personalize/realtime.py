@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import polars as pl
 
 from amp_personalize.backends.personalize.impressions import attach_impressions
@@ -23,12 +24,14 @@ from amp_personalize.backends.personalize.put_events import (
 )
 from amp_personalize.events.windows import WINDOW_KEY_FORMAT, window_key, window_of
 from amp_personalize.landing.segments import SEALED_SUFFIX
+from amp_personalize.transforms import UTC_MS
 from amp_personalize.transforms.interactions import weighted
 from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import raw_events
 
 LIVE_HOURS = 24
-MAX_SEGMENTS_PER_RUN = 500  # bounds a run's memory after an outage; the next run takes the rest
+MAX_SEGMENTS_PER_RUN = 500
+REMEMBER_MS = 4 * 3_600_000  # bounds a run's memory after an outage; the next run takes the rest
 
 
 def segment_name(landing_dir: Path, path: Path) -> str:
@@ -57,12 +60,31 @@ def _is_window(name: str) -> bool:
     return True
 
 
-def push_frame(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
-    """Weighted interactions with their impressions attached: EVENTS_SCHEMA plus received_at."""
+SHOWN_SCHEMA = {"user_id": pl.String(), "event_time": UTC_MS, "items_shown": pl.List(pl.String())}
+
+
+def push_frame(raw: pl.DataFrame, weights: pl.DataFrame, earlier_shown: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Weighted interactions with their impressions attached (EVENTS_SCHEMA plus received_at),
+    and this batch's impression events (SHOWN_SCHEMA) for the next batch to attach from."""
     events = weighted(raw, weights)
     interactions = events.filter(~pl.col("is_impression"), pl.col("item_id").is_not_null()).select(*EVENTS_SCHEMA, "received_at").collect()
-    shown = events.filter(pl.col("is_impression")).select("user_id", "event_time", "items_shown").collect()
-    return attach_impressions(interactions, shown).select(*EVENTS_SCHEMA, "received_at")
+    shown = events.filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0).select(list(SHOWN_SCHEMA)).collect()
+    candidates = pl.concat([earlier_shown, shown]) if earlier_shown is not None else shown
+    return attach_impressions(interactions, candidates).select(*EVENTS_SCHEMA, "received_at"), shown
+
+
+def _remembered(ledger: Ledger) -> pl.DataFrame:
+    rows = ledger.recent_impressions()
+    return pl.DataFrame(
+        {"user_id": [r[0] for r in rows], "event_time": [r[1] for r in rows], "items_shown": [orjson.loads(r[2]) for r in rows]},
+        schema={"user_id": pl.String(), "event_time": pl.Int64(), "items_shown": pl.List(pl.String())},
+    ).with_columns(pl.col("event_time").cast(UTC_MS))
+
+
+def _remember(ledger: Ledger, shown: pl.DataFrame) -> None:
+    rows = [(u, int(t.timestamp() * 1000), orjson.dumps(items).decode()) for u, t, items in shown.iter_rows()]
+    # Kept well past ATTACH_WITHIN of wall time: Amplitude delivers late, and event times lag.
+    ledger.keep_impressions(rows, int(time.time() * 1000) - REMEMBER_MS)
 
 
 @dataclass
@@ -90,10 +112,11 @@ def push_segments(
     """Push the segments' events (the ledger drops any already sent) and mark the segments done."""
     landed, malformed = read_landing(segments)
     raw, _ = raw_events(landed)
-    frame = push_frame(raw, weights)
+    frame, shown = push_frame(raw, weights, _remembered(ledger))
     requests = put_events_requests(frame, tracking_id)
     received = dict(zip(frame["event_id"].to_list(), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
     stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received, sleep=sleep)
+    _remember(ledger, shown)
     ledger.mark_segments([segment_name(landing_dir, p) for p in segments])
     impression_only = raw.filter(pl.col("event_type").str.to_lowercase().is_in(weights.filter("is_impression")["event_type"].implode())).height
     return LiveReport(
