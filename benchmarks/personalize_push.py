@@ -318,17 +318,19 @@ def main() -> None:
             cells.append(f"{text:>{max(9, len(c) + 1)}}")
         print(f"  {name:<32}" + "".join(cells))
     ratio = capped_run["events/s"] / sequential_run["events/s"]
-    ceiling = args.concurrency / (capped_run["p50 ms"] / 1000)
-    print(f"  concurrent / sequential events/s: {ratio:.1f}x (calls/s {capped_run['calls/s'] / sequential_run['calls/s']:.1f}x); "
-          f"{args.concurrency} workers / p50 latency = {ceiling:,.0f} calls/s possible, so the cap is what binds"
-          if ceiling > args.tps else f"  concurrent / sequential events/s: {ratio:.1f}x; {args.concurrency} workers / p50 "
-          f"latency = {ceiling:,.0f} calls/s, below the {args.tps:g} TPS cap: concurrency binds")
-    print(f"  endpoint arrivals per second, capped run: {' '.join(map(str, capped_run['per second']))}")
-    print(f"  (the last seconds are the few heaviest users left, each one call at a time; arrivals trail sends by the "
-          f"client's own serialisation and signing, so they can bunch a call or two past the sends)")
+    print(f"  concurrent / sequential: events/s {ratio:.1f}x, calls/s {capped_run['calls/s'] / sequential_run['calls/s']:.1f}x")
     cpu_per_call = capped_run["cpu"] / capped_run["calls"] * 1000
-    print(f"  client CPU per call {cpu_per_call:.1f} ms (boto3, ledger, threads): one process under the GIL tops out near "
-          f"{1000 / cpu_per_call:,.0f} calls/s whatever the concurrency")
+    ceilings = {
+        f"the {args.tps:g} TPS cap": args.tps,
+        f"{args.concurrency} workers / p50 latency": args.concurrency / (capped_run["p50 ms"] / 1000),
+        f"client CPU ({cpu_per_call:.1f} ms a call: boto3, ledger, threads, one GIL)": 1000 / cpu_per_call,
+    }
+    binding = min(ceilings, key=ceilings.get)
+    print("  ceilings, calls/s: " + "; ".join(f"{name} {value:,.0f}" for name, value in ceilings.items())
+          + f" -> {binding.split(' (')[0]} binds")
+    print(f"  endpoint arrivals per second, capped run: {' '.join(map(str, capped_run['per second']))}")
+    print("  (the last seconds are the few heaviest users left, each one call at a time; arrivals trail sends by the "
+          "client's own serialising and signing, so they can bunch a call or two past the sends)")
 
     limit = args.tps + 1
     targets = [

@@ -16,7 +16,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 _CHUNK = 500  # below sqlite's bound-parameter limit
 
@@ -48,22 +50,29 @@ class Ledger:
                 found.update(r[0] for r in self._db.execute(f"SELECT event_id FROM pushed WHERE event_id IN ({marks})", chunk))
         return found
 
-    def record(self, event_ids: list[str]) -> None:
-        now = int(time.time() * 1000)
-        self._transaction("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
-
-    def record_import(self, job_arn: str, mode: str, event_ids: list[str]) -> None:
-        """An ACTIVE import: its events are in Personalize, and the next import is INCREMENTAL."""
-        now = int(time.time() * 1000)
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed (one fsync) or rolled back as a whole."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
-                self._db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)", (job_arn, mode, len(event_ids), now))
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def record(self, event_ids: list[str]) -> None:
+        now = int(time.time() * 1000)
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
+
+    def record_import(self, job_arn: str, mode: str, event_ids: list[str]) -> None:
+        """An ACTIVE import: its events are in Personalize, and the next import is INCREMENTAL."""
+        now = int(time.time() * 1000)
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
+            db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)", (job_arn, mode, len(event_ids), now))
 
     def imports(self) -> int:
         with self._lock:
@@ -72,7 +81,8 @@ class Ledger:
     def mark_segments(self, names: list[str]) -> None:
         """Segments (landing-relative paths, window first) whose every event Personalize now has."""
         now = int(time.time() * 1000)
-        self._transaction("INSERT OR REPLACE INTO segments VALUES (?, ?)", [(name, now) for name in names])
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?)", [(name, now) for name in names])
 
     def done_segments(self, since_window: str = "") -> set[str]:
         with self._lock:
@@ -80,29 +90,13 @@ class Ledger:
 
     def keep_impressions(self, rows: list[tuple[str, int, str]], keep_since_ms: int) -> None:
         """Remember (user_id, shown_at ms, items JSON) and forget what is older than keep_since_ms."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO impressions VALUES (?, ?, ?)", rows)
-                self._db.execute("DELETE FROM impressions WHERE shown_at < ?", (keep_since_ms,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            db.executemany("INSERT INTO impressions VALUES (?, ?, ?)", rows)
+            db.execute("DELETE FROM impressions WHERE shown_at < ?", (keep_since_ms,))
 
     def recent_impressions(self) -> list[tuple[str, int, str]]:
         with self._lock:
             return list(self._db.execute("SELECT user_id, shown_at, items FROM impressions"))
-
-    def _transaction(self, sql: str, rows: list[tuple]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(sql, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
 
     def count(self) -> int:
         with self._lock:
