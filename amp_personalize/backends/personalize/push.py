@@ -133,8 +133,10 @@ def push(
         for user_requests in by_user.values():
             user_worker(user_requests)
         return stats
+    # Busiest users first: a user's calls are sequential, so one left for last would run alone.
+    busiest_first = sorted(by_user.values(), key=len, reverse=True)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="put-events") as pool:
-        futures = [pool.submit(user_worker, user_requests) for user_requests in by_user.values()]
+        futures = [pool.submit(user_worker, user_requests) for user_requests in busiest_first]
         errors = [f.exception() for f in futures]
     first = next((e for e in errors if e is not None), None)
     if first is not None:
