@@ -3,6 +3,7 @@
 import dagster as dg
 
 from amp_personalize.assets.interactions import impressions, interactions
+from amp_personalize.assets.personalize_events import personalize_events
 from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.assets.recommender import (
     recommendations,
@@ -10,9 +11,14 @@ from amp_personalize.assets.recommender import (
     similar_items,
 )
 from amp_personalize.assets.user_item_scores import user_item_scores
-from amp_personalize.assets.personalize_events import personalize_events
 from amp_personalize.backends.personalize.resource import PersonalizeResource
-from amp_personalize.jobs import caches_job, push_job, retrain_job, scores_job, window_job
+from amp_personalize.jobs import (
+    caches_job,
+    push_job,
+    retrain_job,
+    scores_job,
+    window_job,
+)
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.landing_sensor import landing_sensor, scores_after_window
 from amp_personalize.sensors.personalize_sensor import personalize_events_sensor

@@ -7,10 +7,10 @@ import dagster as dg
 import polars as pl
 
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.jobs import JobFailed
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.personalize.validation import RequestInvalid
-from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.versions import latest_version
 from amp_personalize.checks.recommendations import (
     RECOMMENDATIONS_DECLARED,

@@ -23,7 +23,10 @@ from botocore.config import Config
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.lake.parquet import partition_path, write_atomic
-from amp_personalize.transforms.interactions import IMPRESSIONS_SCHEMA, INTERACTIONS_SCHEMA
+from amp_personalize.transforms.interactions import (
+    IMPRESSIONS_SCHEMA,
+    INTERACTIONS_SCHEMA,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -161,7 +161,9 @@ def test_the_seeds_calls_answer_live_from_the_campaigns():
 
 
 def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_by_itself(monkeypatch):
-    from amp_personalize.backends.personalize.clients import make_clients as real_clients
+    from amp_personalize.backends.personalize.clients import (
+        make_clients as real_clients,
+    )
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")

@@ -16,7 +16,11 @@ from amp_personalize.receiver import create_app
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.personalize_sensor import personalize_events_sensor
 from amp_personalize.settings import Settings
-from amp_personalize_tests.backends.personalize_fakes import Service, fake_resource, make_clients
+from amp_personalize_tests.backends.personalize_fakes import (
+    Service,
+    fake_resource,
+    make_clients,
+)
 from amp_personalize_tests.conftest import LiveReceiver
 from amp_personalize_tests.landing_fixture import write_segment
 

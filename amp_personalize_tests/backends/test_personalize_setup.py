@@ -5,7 +5,11 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from amp_personalize.backends.personalize.jobs import Poll
-from amp_personalize.backends.personalize.setup import INTERACTIONS_SCHEMA, RECIPE, setup
+from amp_personalize.backends.personalize.setup import (
+    INTERACTIONS_SCHEMA,
+    RECIPE,
+    setup,
+)
 from amp_personalize.backends.personalize.training import events_config
 from amp_personalize.events import load_weights
 from amp_personalize.settings import PersonalizeSettings

@@ -9,7 +9,10 @@ from moto import mock_aws
 
 from amp_personalize.assets.recommender import recommender_model
 from amp_personalize.backends.personalize.ledger import Ledger
-from amp_personalize.backends.personalize.training import events_config, exclusion_filter
+from amp_personalize.backends.personalize.training import (
+    events_config,
+    exclusion_filter,
+)
 from amp_personalize.backends.versions import latest_version, read_meta
 from amp_personalize.events import load_weights
 from amp_personalize.resources import AmpResource

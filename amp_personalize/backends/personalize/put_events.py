@@ -9,6 +9,7 @@ botocore checks none of that, so it is done here, and every request then passes 
 from __future__ import annotations
 
 import hashlib
+
 import orjson
 import polars as pl
 

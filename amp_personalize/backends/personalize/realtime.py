@@ -30,8 +30,8 @@ from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import raw_events
 
 LIVE_HOURS = 24
-MAX_SEGMENTS_PER_RUN = 500
-REMEMBER_MS = 4 * 3_600_000  # bounds a run's memory after an outage; the next run takes the rest
+MAX_SEGMENTS_PER_RUN = 500  # bounds a run's memory after an outage; the next run takes the rest
+REMEMBER_MS = 4 * 3_600_000  # how long impressions wait in the ledger for the click that follows
 
 
 def segment_name(landing_dir: Path, path: Path) -> str:

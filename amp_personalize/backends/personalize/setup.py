@@ -14,7 +14,10 @@ import orjson
 
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.jobs import Poll, wait_for
-from amp_personalize.backends.personalize.training import events_config, exclusion_filter
+from amp_personalize.backends.personalize.training import (
+    events_config,
+    exclusion_filter,
+)
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.events import WeightTable
 from amp_personalize.settings import PersonalizeSettings

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from amp_personalize.backends.personalize.bulk_import import interactions_csv, run_import
+from amp_personalize.backends.personalize.bulk_import import (
+    interactions_csv,
+    run_import,
+)
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.jobs import Poll, job_name, wait_for
 from amp_personalize.backends.personalize.ledger import Ledger
