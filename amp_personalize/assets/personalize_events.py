@@ -3,7 +3,11 @@
 import dagster as dg
 import numpy as np
 
-from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.ledger import (
+    Ledger,
+    PushInProgress,
+    exclusive_push,
+)
 from amp_personalize.backends.personalize.push import PushFailed
 from amp_personalize.backends.personalize.realtime import (
     MAX_SEGMENTS_PER_RUN,
@@ -32,6 +36,16 @@ def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, pers
     settings = amp.settings()
     live = personalize.settings()
     live.require("tracking_id")
+    try:
+        with exclusive_push(settings.ledger_path):
+            return _push(amp, personalize)
+    except PushInProgress as busy:
+        raise dg.Failure(description=str(busy)) from None
+
+
+def _push(amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
+    settings = amp.settings()
+    live = personalize.settings()
     ledger = Ledger(settings.ledger_path)
     try:
         segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)

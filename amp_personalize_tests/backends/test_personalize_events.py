@@ -155,3 +155,17 @@ def test_an_acknowledged_event_reaches_put_events_within_a_minute_with_default_s
     measured = service.times[0] - acknowledged
     worst_case = measured + settings.personalize.push_interval_seconds
     assert measured < 25 and worst_case <= 60, f"ack to PutEvents {measured:.1f} s here, {worst_case:.1f} s with a full sensor interval"
+
+
+def test_a_second_push_run_at_the_same_time_refuses_instead_of_sending_twice(tmp_path):
+    from amp_personalize.backends.personalize.ledger import exclusive_push
+
+    write_segment(tmp_path, WINDOW, [ev("c1", "click", "u1", 1, item_id="d1")])
+    clients = make_clients()
+    service = put_events_service(clients)
+    with exclusive_push(tmp_path / "personalize" / "ledger.sqlite"):  # a push run already going
+        result = dg.materialize([personalize_events], resources=resources(tmp_path, clients), raise_on_error=False)
+    assert not result.success and service.requests == []
+    assert "another run is pushing" in result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert sent_ids(service) == ["c1"]

@@ -13,6 +13,7 @@ knows what is left without reading any events.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
@@ -21,6 +22,25 @@ from pathlib import Path
 from typing import Iterator
 
 _CHUNK = 500  # below sqlite's bound-parameter limit
+
+
+class PushInProgress(RuntimeError):
+    """Another process is pushing from this ledger; two at once could send an event twice."""
+
+
+@contextmanager
+def exclusive_push(path: Path) -> Iterator[None]:
+    """Held for a whole push run: the ledger check and the send are not one atomic step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PushInProgress(f"another run is pushing from {path}; this one leaves the segments to it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class Ledger:
