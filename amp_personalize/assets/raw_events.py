@@ -20,7 +20,9 @@ def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl
 
     A streaming semi-join against this window's ids: memory follows this window, not the 24
     windows behind it (24 x 1M ids peaked at 2.2 GiB when loaded whole), and a hash join is
-    3x faster than `is_in` here (1M earlier ids: 0.44 s vs 1.32 s).
+    3x faster than `is_in` here (1M earlier ids: 0.44 s vs 1.32 s). The candidates go in with
+    their in-window duplicates: a semi join does not care, and deduplicating them first cost
+    more than the whole join (1M landed lines, median of 6: 0.66 s -> 0.28 s).
     """
     since = window_key(window_start_ms(window) - lookback_hours * 3_600_000)
     paths = [p for p in published(lake_dir, "raw_events") if since <= p.stem < window]
@@ -29,7 +31,7 @@ def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl
     return (
         pl.scan_parquet(paths)
         .select("event_id")
-        .join(candidates.unique().to_frame("event_id").lazy(), on="event_id", how="semi")
+        .join(candidates.to_frame("event_id").lazy(), on="event_id", how="semi")
         .collect(engine="streaming")["event_id"]
     )
 

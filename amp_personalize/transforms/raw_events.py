@@ -39,33 +39,29 @@ def raw_events(landed: pl.DataFrame, earlier_ids: pl.Series | None = None) -> tu
     Output order is fixed (receive time, then event_id) so that rebuilding a window writes the
     same bytes. An event without a time of its own takes its receive time (SPEC 3).
     """
-    unique = (
-        landed.sort("received_at", "event_id", maintain_order=True)
+    # Order and dedupe are worked out on narrow columns and the wide rows gathered once, from
+    # one chunk: sorting, deduplicating and joining the whole frame copied `properties` and
+    # `items_shown` three times, and gathering from duckdb's ~80 batches costs more than
+    # copying them together first (1M landed lines, median of 5: 0.56 s -> 0.49 s; 0.61 s
+    # without the rechunk).
+    keep = (
+        landed.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "received_at", "event_id")
+        .sort("received_at", "event_id", maintain_order=True)
         .unique(subset="event_id", keep="first", maintain_order=True)
     )
-    in_window = landed.height - unique.height
+    unique_in_window = keep.height
     if earlier_ids is not None and earlier_ids.len():
         # An anti join hashes the earlier ids in parallel; is_in builds one set on one thread.
-        fresh = unique.join(earlier_ids.to_frame("event_id"), on="event_id", how="anti", maintain_order="left")
-    else:
-        fresh = unique
-    out = fresh.select(
-        "event_id",
-        "kind",
-        "event_type",
-        "user_id",
-        "device_id",
-        "session_id",
+        keep = keep.join(earlier_ids.to_frame("event_id"), on="event_id", how="anti", maintain_order="left")
+    out = landed.rechunk().select(
+        pl.col("event_id", "kind", "event_type", "user_id", "device_id", "session_id"),
         pl.coalesce("event_time", "received_at").cast(UTC_MS).alias("event_time"),
         pl.col("event_time").is_null().alias("event_time_missing"),
         pl.col("received_at").cast(UTC_MS),
-        "item_id",
-        "items_shown",
-        "feed_type",
-        "recommendation_id",
-        "properties",
-    )
-    return out, DedupeStats(landed.height, in_window, unique.height - fresh.height)
+        pl.col("item_id", "items_shown", "feed_type", "recommendation_id", "properties"),
+    ).select(pl.all().gather(keep["row"]))
+    stats = DedupeStats(landed.height, landed.height - unique_in_window, unique_in_window - keep.height)
+    return out, stats
 
 
 def lag_seconds(raw: pl.DataFrame) -> dict[str, float]:
