@@ -1,7 +1,10 @@
-"""The segment writer: appends batches of landed lines to the open segment and fsyncs them.
+"""The segment writer: appends landed lines to the open segment, syncs them, rotates and seals.
 
-Used from one thread only (the group committer's). Each `append` is one write and one fsync
-for however many requests the committer gathered, which is what makes durability cheap.
+Two threads share it. The event loop calls `write` (a page-cache write: microseconds), rotates
+and seals; one syncer thread calls `sync`, which is only an fdatasync. Offsets are counted over
+all segments: `written` is where the last write ended, `synced` how much of that is durable.
+`lock` is held across every fdatasync and every change of segment, so the syncer never syncs a
+descriptor that has been closed, and the loop never waits for it except when a segment changes.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +36,9 @@ class _Segment:
     path: Path
     window_start_ms: int
     opened_monotonic: float
+    base: int  # `written` when the segment was opened: file offset = global offset - base
     size: int = 0
+    failed: bool = False  # an fdatasync failed: later ones may lie (the kernel drops dirty pages)
 
 
 class SegmentWriter:
@@ -56,30 +62,52 @@ class SegmentWriter:
         # Wall-clock source for receive times and windows; tests pass one to cross a window edge.
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._segment: _Segment | None = None
+        self.written = 0
+        self.synced = 0
+        self.lock = threading.Lock()
         self.torn_lines = 0  # lines quarantined after a failed write
 
     # -- the write path ---------------------------------------------------------------------
 
-    def append(self, heads: list[bytes]) -> int:
-        """Land one line per head and fsync; returns the receive time (epoch ms) stamped on them.
+    def write(self, heads: list[bytes]) -> int:
+        """Write one line per head (not yet durable); returns the receive time stamped on them.
 
         Each head is a JSON object missing its closing brace; the receive time is added here so
         that the window a line lands in and the `received_at` it carries can never disagree.
+        On failure the segment is cut back to `synced` and sealed: nothing unsynced survives.
         """
         now_ms = self.clock_ms()
         suffix = b',"received_at":%d}\n' % now_ms
         data = suffix.join(heads) + suffix
         segment = self._segment_for(now_ms, len(data))
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(segment.fd, view)
-                view = view[written:]
-            os.fsync(segment.fd)
+            written = os.write(segment.fd, data)
+            while written < len(data):  # a short write: a file size limit, a full disk
+                written += os.write(segment.fd, memoryview(data)[written:])
         except OSError:
-            self._abandon(segment)
+            self.abandon()
             raise
         segment.size += len(data)
+        self.written += len(data)
+        return now_ms
+
+    def sync(self) -> None:
+        """Make everything written so far durable (`synced` catches up with `written`)."""
+        with self.lock:
+            segment, target = self._segment, self.written
+            if segment is None or segment.failed or target <= self.synced:
+                return
+            try:
+                os.fdatasync(segment.fd)
+            except OSError:
+                segment.failed = True
+                raise
+            self.synced = target
+
+    def append(self, heads: list[bytes]) -> int:
+        """Write and sync on one thread: durable on return."""
+        now_ms = self.write(heads)
+        self.sync()
         return now_ms
 
     def _segment_for(self, now_ms: int, incoming: int) -> _Segment:
@@ -116,7 +144,7 @@ class SegmentWriter:
                 os.close(fd)
                 raise
             fsync_dir(directory)
-            return _Segment(fd, path, window_start_ms, time.monotonic())
+            return _Segment(fd, path, window_start_ms, time.monotonic(), base=self.written)
 
     # -- sealing ----------------------------------------------------------------------------
 
@@ -135,23 +163,50 @@ class SegmentWriter:
             self.seal()
 
     def seal(self) -> SealResult | None:
-        segment, self._segment = self._segment, None
-        if segment is None:
-            return None
-        try:
-            return seal_locked(segment.fd, segment.path, self.quarantine_dir)
-        finally:
-            os.close(segment.fd)
+        """Seal the open segment; sealing fsyncs it, so everything written becomes synced.
 
-    def _abandon(self, segment: _Segment) -> None:
-        """After a failed write: cut back to the last acknowledged byte and seal, as best we can.
+        If sealing fails the segment is cut back to `synced` instead (see `abandon`).
+        """
+        with self.lock:
+            segment = self._segment
+            if segment is None:
+                return None
+            if segment.failed:
+                self._cut_back(segment)
+                raise OSError("an earlier fdatasync of this segment failed")
+            try:
+                result = seal_locked(segment.fd, segment.path, self.quarantine_dir)
+            except OSError:
+                self._cut_back(segment)
+                raise
+            self._segment = None
+            self.synced = self.written
+            os.close(segment.fd)
+            return result
+
+    def abandon(self, failed_only: bool = False) -> bool:
+        """After a failed write or sync: cut back to the last synced byte and seal, as best we can.
+
+        With `failed_only`, only a segment whose fdatasync failed (not one opened since). Returns
+        whether anything was cut back.
+        """
+        with self.lock:
+            segment = self._segment
+            if segment is None or (failed_only and not segment.failed):
+                return False
+            self._cut_back(segment)
+            return True
+
+    def _cut_back(self, segment: _Segment) -> None:
+        """Drop every unsynced byte: those requests are refused, so none of their lines may land.
 
         If even that fails the file stays `.open` and unlocked once closed, so the next recovery
         pass seals it and quarantines whatever partial line the failed write left.
         """
         self._segment = None
+        self.written = self.synced
         try:
-            os.ftruncate(segment.fd, segment.size)
+            os.ftruncate(segment.fd, self.synced - segment.base)
             result = seal_locked(segment.fd, segment.path, self.quarantine_dir)
             self.torn_lines += 1 if result.torn_bytes else 0
         except OSError:

@@ -29,7 +29,7 @@ class ReceiverMetrics:
         self.registry.register(self)
         self.commit_seconds = Histogram(
             "amp_commit_seconds",
-            "Time to write and fsync one commit group",
+            "Time to fdatasync one commit group",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
             registry=self.registry,
         )

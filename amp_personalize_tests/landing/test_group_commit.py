@@ -1,10 +1,15 @@
 """Concurrent requests share an fsync, and a 2xx is only ever sent for what is on disk."""
 
 import asyncio
+import errno
+import os
 
 import httpx
 import orjson
 
+from amp_personalize.landing.commit import GroupCommitter, LandingUnavailable
+from amp_personalize.landing.segments import sealed_segments
+from amp_personalize.landing.writer import SegmentWriter
 from amp_personalize_tests.conftest import WEBHOOK, landed_lines
 
 
@@ -31,3 +36,62 @@ def test_concurrent_requests_share_fsyncs(receiver, settings):
     commits = _metric(text, "amp_commit_seconds_count")
     assert _metric(text, "amp_commit_group_requests_sum") == n
     assert commits < n, f"{commits} fsync groups for {n} concurrent requests: no group commit"
+
+
+def _committer(tmp_path, **writer_args):
+    args = dict(window_minutes=60, max_bytes=1 << 20, max_age_seconds=60)
+    args.update(writer_args)
+    return GroupCommitter(SegmentWriter(tmp_path / "landing", tmp_path / "quarantine", receiver_id="t", **args))
+
+
+def _line(event_id: str) -> bytes:
+    return orjson.dumps({"kind": "event", "event_id": event_id})[:-1]
+
+
+def _landed_ids(tmp_path) -> list[str]:
+    return [orjson.loads(x)["event_id"] for p in sealed_segments(tmp_path / "landing") for x in p.read_bytes().splitlines()]
+
+
+def test_rotating_while_lines_wait_for_their_sync_loses_none(tmp_path):
+    committer = _committer(tmp_path, max_bytes=400)  # a few lines a segment: rotation on most writes
+
+    async def client(c: int):
+        for k in range(5):  # each client's next write may come while its last sync is in flight
+            await committer.commit([_line(f"c{c}-{k}")])
+
+    async def run():
+        committer.start()
+        await asyncio.gather(*(client(c) for c in range(40)))
+        await committer.stop()
+
+    asyncio.run(run())
+    assert len(sealed_segments(tmp_path / "landing")) > 2
+    assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(40) for k in range(5))
+
+
+def test_a_failed_sync_refuses_every_unsynced_request_and_lands_none_of_them(tmp_path, monkeypatch):
+    real_fdatasync, calls = os.fdatasync, []
+
+    def failing_second_time(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_second_time)
+    committer = _committer(tmp_path)
+
+    async def run():
+        committer.start()
+        await committer.commit([_line("before")])
+        refused = await asyncio.gather(  # one loop iteration: one write, one (failing) sync
+            committer.commit([_line("a1"), _line("a2")]), committer.commit([_line("b")]), return_exceptions=True
+        )
+        await committer.commit([_line("after")])
+        await committer.stop()
+        return refused
+
+    refused = asyncio.run(run())
+    assert [type(r) for r in refused] == [LandingUnavailable, LandingUnavailable]
+    assert "Input/output error" in str(refused[0])
+    assert _landed_ids(tmp_path) == ["before", "after"]
