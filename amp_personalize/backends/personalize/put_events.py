@@ -1,8 +1,9 @@
 """PutEvents requests from weighted events: grouped, chunked and trimmed to what the API takes.
 
 PutEvents takes up to 10 events for one user and one session per call, each an interaction
-with an item (impression-only events reach Personalize attached to the interaction that follows
-them, see `realtime.attach_impressions`), impressions of 1 to 25 items, `properties` JSON of at most 1,024 characters and a `recommendationId` of at most 40.
+with an item (impression-only events ride on the interaction that follows them, see
+`impressions.attach_impressions`), impressions of 1 to 25 items, `properties` JSON of at most
+1,024 characters and a `recommendationId` of at most 40.
 botocore checks none of that, so it is done here, and every request then passes `validate`.
 """
 
@@ -74,7 +75,12 @@ def session_keys(events: pl.DataFrame) -> pl.Expr:
 
 def _api_event(row: dict) -> dict:
     """One PutEvents event per interaction; the impression is the first 25 items it was shown with."""
-    event = {"eventId": _fit_id(row["event_id"]), "eventType": row["event_type"], "sentAt": row["event_time"], "itemId": _fit_id(row["item_id"])}
+    event = {
+        "eventId": _fit_id(row["event_id"]),
+        "eventType": row["event_type"],
+        "sentAt": row["event_time"],
+        "itemId": _fit_id(row["item_id"]),
+    }
     if row["event_value"] is not None:
         event["eventValue"] = row["event_value"]
     rec = row["recommendation_id"]
