@@ -32,8 +32,14 @@ def service_commands(settings: Settings, ui_host: str, ui_port: int, workspace: 
 
 
 def run_together(commands: list[list[str]], env: dict[str, str]) -> int:
-    """Start every command; when one exits or we get SIGINT/SIGTERM, stop them all, then return."""
-    children = [subprocess.Popen(cmd, env=env) for cmd in commands]
+    """Start every command; when one exits or we get SIGINT/SIGTERM, stop them all, then return.
+
+    The handlers go in before the children start: a signal this process catches is reset to
+    the default in a child at exec, while one it ignores (as in a background job) stays ignored
+    there too. Each child leads its own process group, so a stop reaches the helpers `dagster
+    dev` starts as Ctrl-C in a terminal would, and a child that will not stop is killed with
+    its whole group instead of leaving them orphaned.
+    """
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -41,23 +47,30 @@ def run_together(commands: list[list[str]], env: dict[str, str]) -> int:
         stopping = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    children = [subprocess.Popen(cmd, env=env, process_group=0) for cmd in commands]
     try:
         while not stopping and all(c.poll() is None for c in children):
             time.sleep(0.2)
     finally:
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)  # both shut down cleanly on SIGINT
+            _signal_group(child, signal.SIGINT)  # both shut down cleanly on SIGINT
         deadline = time.monotonic() + 30
         for child in children:
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.kill()
+                _signal_group(child, signal.SIGKILL)
                 child.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 0 if stopping else max(c.returncode or 0 for c in children)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:  # the group is gone already
+        pass
 
 
 def up(settings: Settings, ui_host: str = "127.0.0.1", ui_port: int = 3000, workspace: Path = Path("workspace.yaml")) -> int:

@@ -36,13 +36,19 @@ def refused(url: str) -> bool:
     return False
 
 
-def test_up_starts_both_and_ctrl_c_stops_both(tmp_path):
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a background job (`make up &`)
+
+
+@pytest.mark.parametrize("started_as", ["foreground", "background job"])
+def test_up_starts_both_and_ctrl_c_stops_both(tmp_path, started_as):
     receiver_port, ui_port = free_port(), free_port()
     env = {**os.environ, "AMP_DATA_DIR": str(tmp_path / "data"), "AMP_RECEIVER_PORT": str(receiver_port)}
     env.pop("DAGSTER_HOME", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(ui_port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=ignore_sigint if started_as == "background job" else None,
     )
     try:
         assert wait_for(f"http://127.0.0.1:{receiver_port}/healthz", 60)
@@ -55,3 +61,8 @@ def test_up_starts_both_and_ctrl_c_stops_both(tmp_path):
             proc.kill()
     assert refused(f"http://127.0.0.1:{receiver_port}/healthz")
     assert refused(f"http://127.0.0.1:{ui_port}/server_info")
+    # Nothing of dagster dev's left behind: its webserver, daemon and code servers all name the instance.
+    deadline = time.monotonic() + 10
+    while (left := subprocess.run(["pgrep", "-f", str(tmp_path / "data" / "dagster")], capture_output=True, text=True).stdout.split()):
+        assert time.monotonic() < deadline, f"processes left running: {left}"
+        time.sleep(0.25)
