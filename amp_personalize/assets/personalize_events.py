@@ -1,5 +1,7 @@
 """personalize_events: live events to Personalize's PutEvents, seconds after they land."""
 
+import time
+
 import dagster as dg
 import numpy as np
 
@@ -18,6 +20,8 @@ from amp_personalize.backends.personalize.realtime import (
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.weights import weights_frame
+
+PRUNE_MARGIN_DAYS = 2
 
 
 def _quantiles(values: list[float], scale: float, qs: dict[str, float]) -> dict[str, float]:
@@ -60,6 +64,9 @@ def _push(amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeR
             )
         except PushFailed as failure:
             raise dg.Failure(description=str(failure)) from None
+        # Ids older than the history window (plus a margin for late events) are asked for by
+        # no import, and Amplitude stopped retrying them long ago: the ledger need not keep them.
+        pruned = ledger.prune(int(time.time() * 1000) - (settings.history_days + PRUNE_MARGIN_DAYS) * 86_400_000)
     finally:
         ledger.close()
     stats = report.stats
@@ -78,6 +85,7 @@ def _push(amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeR
             "events": stats.events,
             "already_pushed": stats.skipped_already_pushed,
             "retries": stats.retries,
+            "ledger_ids_pruned": pruned,
             **{f"api_latency_{k}_ms": v for k, v in _quantiles(stats.latencies, 1000, {"p50": 0.5, "p99": 0.99}).items()},
             **{f"ack_to_push_{k}_s": v for k, v in _quantiles(stats.lags, 1, {"p50": 0.5, "p95": 0.95}).items()},
         }

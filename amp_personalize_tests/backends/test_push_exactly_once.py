@@ -1,5 +1,6 @@
 """Exactly once: throttling, a 500, a crash between calls, a re-run, and a duplicate delivery."""
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -94,3 +95,13 @@ def test_a_4xx_stops_the_push_naming_the_events(tmp_path):
         with pytest.raises(PushFailed, match=r"refused events \['e0', 'e2'.*InvalidInputException: bad item"):
             push(put_events_requests(events(["e0", "e1", "e2"]), "tid"), client, Ledger(tmp_path / "l.sqlite"), sleep=lambda s: None)
     assert Ledger(tmp_path / "l.sqlite").count() == 0
+
+
+def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record(["old-1", "old-2"])
+    cutoff = int(time.time() * 1000) + 1
+    time.sleep(0.01)
+    ledger.record(["new-1"])
+    assert ledger.prune(cutoff) == 2
+    assert ledger.ids() == {"new-1"}

@@ -118,6 +118,12 @@ class Ledger:
         with self._lock:
             return list(self._db.execute("SELECT user_id, shown_at, items FROM impressions"))
 
+    def prune(self, pushed_before_ms: int) -> int:
+        """Forget ids acknowledged before this time: past the history window no import asks for
+        them, and past Amplitude's retry horizon no duplicate of them arrives. Returns how many."""
+        with self._write() as db:
+            return db.execute("DELETE FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).rowcount
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM pushed").fetchone()[0]
