@@ -128,9 +128,5 @@ class Ledger:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM pushed").fetchone()[0]
 
-    def ids(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT event_id FROM pushed")}
-
     def close(self) -> None:
         self._db.close()

@@ -81,7 +81,9 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     real-time push never puts an event in twice. Nothing is recorded unless the job is ACTIVE.
     """
     settings.require("interactions_dataset_arn", "role_arn", "s3_url")
-    known = ledger.ids()
+    # Asked per candidate id (indexed lookups), so memory follows the history window's rows,
+    # not everything the ledger holds.
+    known = ledger.already_pushed(rows["event_id"].to_list())
     missing = rows.filter(~pl.col("event_id").is_in(pl.Series(list(known), dtype=pl.String))) if known else rows
     if missing.height == 0:
         return ImportResult(None, None, 0)
