@@ -2,8 +2,9 @@
 
 The assets only speak this interface, so the local recommender and AWS Personalize are
 interchangeable by configuration: training yields a versioned model, the model answers
-recommendations and similar items in bulk (to fill the caches), live events can be recorded,
-and offline metrics come out in Personalize's own names.
+recommendations and similar items in bulk (to fill the caches), and offline metrics come out
+in Personalize's own names. Live events are not part of it: the personalize_events asset pushes
+them (with its ledger, TPS limit and lag metadata), and the local model learns from the lake.
 """
 
 from __future__ import annotations
@@ -68,6 +69,6 @@ class RecommenderBackend(Protocol):
         """SIMILAR_ITEMS_SCHEMA rows."""
         ...
 
-    def record_events(self, events: pl.DataFrame) -> int:
-        """Send live interactions to the backend (Personalize's PutEvents); returns how many."""
+    def minimums(self, interactions: pl.DataFrame) -> dict[str, int | bool]:
+        """Counts against what the backend needs before it can train, and `enough`."""
         ...

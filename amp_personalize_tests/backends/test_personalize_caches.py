@@ -176,3 +176,14 @@ def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_
     assert clients.events._request_signer._credentials.access_key == "from-the-environment"
     assert clients.events.meta.config.retries["total_max_attempts"] == 1  # the push retries, behind the ledger
     assert clients.events.meta.config.max_pool_connections == 12
+
+
+def test_without_a_sims_campaign_similar_items_is_empty_and_the_run_still_succeeds(tmp_path):
+    write_history(tmp_path, users=30, per_user=3)
+    trained_version(tmp_path)
+    clients = make_clients()
+    service = Service(clients.runtime, "GetRecommendations", answer_user)
+    result = run([similar_items], tmp_path, clients)  # no sims_campaign_arn
+    assert result.success and service.requests == []
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert pl.read_parquet(partition_path(tmp_path / "lake", "similar_items")).height == 0

@@ -105,7 +105,3 @@ class LocalBackend:
 
     def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
         return self._model(model).similar_items(item_ids, num_results)
-
-    def record_events(self, events: pl.DataFrame) -> int:
-        # The local model learns from the lake at the next training; nothing to send live.
-        return 0

@@ -114,13 +114,10 @@ class PersonalizeBackend:
         return recs.drop("user_id").with_columns(pl.lit("popular").alias("source")).select(list(POPULAR_ITEMS_SCHEMA))
 
     def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
-        """From the SIMS campaign when there is one; without it, nothing (the asset says so)."""
+        """From the SIMS campaign when there is one; without it, no rows (README: setup does not
+        create a SIMS campaign, and a cache of nothing beats a failed run)."""
         s = self.settings
         if not s.sims_campaign_arn:
             return pl.DataFrame(schema=SIMILAR_ITEMS_SCHEMA)
         items = item_ids if item_ids is not None else pl.read_parquet(model.path / CATALOG)["item_id"].to_list()
         return recommend.similar(self.clients, s.sims_campaign_arn, items, num_results, s.recommend_tps, s.recommend_concurrency)
-
-    def record_events(self, events: pl.DataFrame) -> int:
-        # Live events go through the personalize_events asset (ledger, TPS, lag metadata).
-        return 0

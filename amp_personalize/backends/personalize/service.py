@@ -6,15 +6,13 @@ call; these answer live from the campaign, with the exclusion filter, as the see
 
 from __future__ import annotations
 
-from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.clients import Clients, make_clients
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.settings import PersonalizeSettings, Settings
 
 
 class PersonalizeService:
     def __init__(self, settings: PersonalizeSettings | None = None, clients: Clients | None = None) -> None:
-        from amp_personalize.backends.personalize.clients import make_clients
-
         self.settings = settings or Settings.from_env().personalize
         self.clients = clients or make_clients(None)
 
