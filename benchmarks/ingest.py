@@ -3,8 +3,10 @@
 Both apps are the same handler on uvicorn (one worker, uvloop + httptools): the baseline swaps
 landing for a no-op, so the ratio is exactly the cost of write + fsync. A bare ASGI app that
 only reads the body and replies is run too, as uvicorn's ceiling on this machine. Load
-comes from wrk (C, one thread, on the other core). Runs alternate baseline/durable so drift in
-a noisy machine hits both; the median of the rounds is reported.
+comes from wrk (C, one thread, on the other core). Each server gets a second of warm-up load
+first (a serving receiver is warm), rounds run in ABBA order so drift on a noisy machine hits
+both alike, and every round is printed before the medians. A durable run whose landing files
+hold fewer events than wrk saw acknowledged stops the benchmark.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 8] [--rounds 3] [--connections 64]
 """
@@ -98,7 +100,8 @@ def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) ->
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%")}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "requests": requests}
 
 
 def run_server(mode: str, data_dir: Path):
@@ -126,6 +129,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="for single events (Amplitude's webhook)")
     parser.add_argument("--batch-connections", type=int, default=16, help="for 100-event batches (replays, SDKs)")
     parser.add_argument("--only", choices=["single", "batch"], help="run one scenario")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of load on each fresh server before measuring")
     parser.add_argument("--serve", choices=["bare", "baseline", "durable"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--data")
@@ -146,18 +150,29 @@ def main() -> None:
         tmp = Path(tmp)
         for name, (body, events_per_request, connections) in scenarios.items():
             for round_no in range(args.rounds):
-                for mode in ("bare", "baseline", "durable"):
+                modes = ("bare", "baseline", "durable")
+                for mode in modes if round_no % 2 == 0 else modes[::-1]:  # ABBA: drift hits both alike
                     data_dir = tmp / f"{mode}-{round_no}-{events_per_request}"
                     proc, url = run_server(mode, data_dir)
+                    acknowledged = 0
                     try:
+                        if args.warmup:  # a serving receiver is warm: imports done, segment open
+                            acknowledged += wrk(url + "/webhooks/amplitude/", body, args.warmup, connections, tmp)["requests"]
                         result = wrk(url + "/webhooks/amplitude/", body, args.seconds, connections, tmp)
+                        acknowledged += result["requests"]
                     finally:
                         proc.terminate()
                         proc.wait(30)
                     if mode == "durable":  # every acknowledged event is on disk, or the run is void
-                        result["landed"] = landed_lines(data_dir)
+                        landed = landed_lines(data_dir)
+                        if landed < acknowledged * events_per_request:
+                            raise SystemExit(f"durable run void: {acknowledged * events_per_request} events "
+                                             f"acknowledged, {landed} landed")
                         shutil.rmtree(data_dir)
                     results.setdefault((name, mode), []).append(result)
+                print(f"  {name} round {round_no + 1}: " + ", ".join(
+                    f"{mode} {results[(name, mode)][-1]['rps']:,.0f}" for mode in modes) + " req/s; durable/baseline "
+                    f"{results[(name, 'durable')][-1]['rps'] / results[(name, 'baseline')][-1]['rps']:.3f}", flush=True)
 
     print(f"\nreceiver ingest: 1 uvicorn worker; wrk -t1, {args.seconds}s x {args.rounds} rounds alternating, medians")
     print(f"{'scenario':<17} {'mode':<9} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
