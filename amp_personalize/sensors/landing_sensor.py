@@ -1,4 +1,9 @@
-"""landing_sensor: one run per closed, sealed landing window; a watermark as its cursor."""
+"""landing_sensor: one run per closed, sealed landing window; a watermark as its cursor.
+
+Window runs go one at a time, oldest first. raw_events of a window drops the ids that earlier
+*published* windows hold, so two windows processed side by side would each miss the other's
+copies of an Amplitude retry that crossed the window edge, and both would keep it.
+"""
 
 import json
 
@@ -9,25 +14,47 @@ from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
 def run_key(window: str) -> str:
     return f"window-{window}"
 
 
+def window_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """The partition of a process_window run that has not finished, if any."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=window_job.name, statuses=IN_FLIGHT), limit=1)
+    return records[0].dagster_run.tags.get("dagster/partition", "?") if records else None
+
+
 @dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.SensorResult | dg.SkipReason:
-    """Requests the window job for each landing window that is closed, sealed and past grace."""
+    """Requests the window job for the oldest landing window that is closed, sealed and past grace."""
+    busy = window_in_flight(context.instance)
+    if busy is not None:  # the cursor stays: what is ready now is still ready next tick
+        why = f"window {busy} is still being processed; windows run one at a time, oldest first"
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
     settings = amp.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}
     plan = plan_now(settings, watermark=cursor.get("watermark"))
     for _, why in plan.waiting:
         context.log.info(why)
-    new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor
     if not plan.ready:
         why = plan.waiting[0][1] if plan.waiting else "no new landing windows"
+        new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=new_cursor)
+    oldest = plan.ready[0]
+    # Past the oldest only if nothing else is ready: the rest are requested on later ticks.
+    watermark = plan.watermark if len(plan.ready) == 1 else oldest
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key(w), partition_key=w) for w in plan.ready],
-        cursor=new_cursor,
+        run_requests=[dg.RunRequest(run_key=run_key(oldest), partition_key=oldest)],
+        cursor=json.dumps({"watermark": watermark}),
     )
 
 

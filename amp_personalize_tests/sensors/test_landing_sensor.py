@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 import pytest
+from dagster._core.test_utils import create_run_for_test
 
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of
@@ -41,10 +42,12 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
         write_segment(data, w, [CLICK])
     write_segment(data, current, [CLICK])
 
-    result, _ = tick(data, instance)
-    assert [(r.run_key, r.partition_key) for r in result.run_requests] == [
-        (f"window-{old}", old), (f"window-{previous}", previous)
-    ]
+    # One window a tick, oldest first: each must dedupe against the published one before it.
+    first, _ = tick(data, instance)
+    assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
+    assert json.loads(first.cursor) == {"watermark": old}
+    result, _ = tick(data, instance, cursor=first.cursor)
+    assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
     assert json.loads(result.cursor) == {"watermark": previous}
 
     # A late segment lands in the still-open window: still not requested, and said why.
@@ -83,8 +86,30 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
         os.close(fd)
     # The holder died without sealing: the sensor seals it and both windows go, in order.
     result, _ = tick(data, instance)
-    assert [r.partition_key for r in result.run_requests] == [blocked, later]
+    assert [r.partition_key for r in result.run_requests] == [blocked]
     assert not live.exists()
+    result, _ = tick(data, instance, cursor=result.cursor)
+    assert [r.partition_key for r in result.run_requests] == [later]
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED])
+def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path, instance, status):
+    """Two windows processed side by side would each keep a retry that crossed their edge."""
+    data = tmp_path / "data"
+    first_window, second_window = windows_back(3), windows_back(2)
+    write_segment(data, first_window, [CLICK])
+    write_segment(data, second_window, [CLICK])
+    first, _ = tick(data, instance)
+    assert [r.partition_key for r in first.run_requests] == [first_window]
+
+    run = create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
+    waiting, _ = tick(data, instance, cursor=first.cursor)
+    assert not waiting.run_requests
+    assert f"window {first_window} is still being processed" in waiting.skip_reason.skip_message
+
+    instance.report_run_failed(run) if status == dg.DagsterRunStatus.STARTED else instance.delete_run(run.run_id)
+    after, _ = tick(data, instance, cursor=first.cursor)
+    assert [r.partition_key for r in after.run_requests] == [second_window]
 
 
 def test_grace_period_and_empty_landing(tmp_path):
