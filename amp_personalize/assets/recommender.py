@@ -12,6 +12,7 @@ from amp_personalize.backends.personalize.jobs import JobFailed
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.personalize.validation import RequestInvalid
 from amp_personalize.backends.versions import latest_version
+from amp_personalize.backends.vetoes import recommend_without_vetoed
 from amp_personalize.checks.recommendations import (
     RECOMMENDATIONS_DECLARED,
     SIMILAR_ITEMS,
@@ -151,7 +152,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
         .select("user_id").unique().sort("user_id").collect()["user_id"]
     )
     vetoed = interactions.filter(pl.col("event_value") < 0).select("user_id", "item_id").unique().collect()
-    recs = backend.recommend(model, active.to_list(), settings.num_results).with_columns(
+    recs = recommend_without_vetoed(backend, model, active.to_list(), settings.num_results, vetoed).with_columns(
         pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )
     popular = backend.popular_items(model, settings.num_results)

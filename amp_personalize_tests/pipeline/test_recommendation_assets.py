@@ -124,3 +124,28 @@ def test_serving_over_http_with_fallback_validation_and_reload(trained, settings
         while httpx.get(f"{live.url}/recommendations/alice").json()["model_version"] != new:
             assert time.monotonic() < deadline, "the app never picked up the new model version"
             time.sleep(0.25)
+
+
+def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_path):
+    """The model forgets a flag from before AMP_HISTORY_DAYS; the cache (and its check) must not."""
+    data = tmp_path / "data"
+    old_flag = event("u1", "pop", "flag")
+    old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
+    write_segment(data, WINDOW, [
+        *[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")],
+        *[event(f"reader{i}", "c") for i in range(2)],
+        *[event(f"other{i}", item) for i in range(4) for item in ("d", "e", "f")],
+        event("u1", "a"),
+        old_flag,
+    ])
+    amp = AmpResource(data_dir=str(data), num_results=2)
+    resources = {"amp": amp, "personalize": LOCAL_ONLY}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance)
+        assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
+    assert evaluations["no_vetoed_items"]
+    recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
+    u1 = recs.filter(pl.col("user_id") == "u1").sort("rank")
+    assert u1["rank"].to_list() == [1, 2] and u1["item_id"][0] == "b" and "pop" not in u1["item_id"]

@@ -1,0 +1,43 @@
+"""Keeping every item a user ever flagged, hid or downvoted out of their cached list.
+
+A model knows only the vetoes inside its training window (`AMP_HISTORY_DAYS`), and popularity
+fills for users it has not seen know none, but the promise (and the blocking `no_vetoed_items`
+check) is for all time: a flag from last year still means "never show me this".
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from amp_personalize.backends.base import RecommenderBackend
+
+# GetRecommendations answers at most 500 items; the local model has no such limit.
+MAX_RESULTS = 500
+
+
+def recommend_without_vetoed(
+    backend: RecommenderBackend, model, users: list[str], num_results: int, vetoed: pl.DataFrame
+) -> pl.DataFrame:
+    """The backend's top `num_results` per user, less every vetoed (user_id, item_id) pair.
+
+    Users whose list holds a vetoed item are asked again with room for all their vetoes, so
+    their lists stay full; the rest keep the first answer untouched.
+    """
+    recs = backend.recommend(model, users, num_results)
+    if recs.is_empty() or vetoed.is_empty():
+        return recs
+    hit = recs.join(vetoed, on=["user_id", "item_id"], how="semi")["user_id"].unique()
+    if hit.is_empty():
+        return recs
+    per_user = vetoed.filter(pl.col("user_id").is_in(hit.implode())).group_by("user_id").len()
+    room = min(num_results + int(per_user["len"].max()), MAX_RESULTS)
+    again = (
+        backend.recommend(model, hit.sort().to_list(), room)
+        .join(vetoed, on=["user_id", "item_id"], how="anti")
+        .sort("user_id", "rank")
+        .group_by("user_id", maintain_order=True)
+        .head(num_results)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank"))
+        .select(recs.columns)
+    )
+    return pl.concat([recs.filter(~pl.col("user_id").is_in(hit.implode())), again]).sort("user_id", "rank")
