@@ -155,9 +155,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     recs = recommend_without_vetoed(backend, model, active.to_list(), settings.num_results, vetoed).with_columns(
         pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )
-    popular = backend.popular_items(model, settings.num_results)
-    publish("popular_items", popular, [], amp, metadata={"model_version": model.version})
-    return publish(
+    result = publish(
         "recommendations",
         recs,
         recommendation_checks(active, settings.num_results, vetoed),
@@ -170,6 +168,12 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
             "active_days": settings.active_days,
         },
     )
+    # The fallback list the server answers unknown users with moves only with the lists it
+    # backs: a rejected model must not leave a new fallback beside the old recommendations.
+    if result.metadata["published"]:
+        popular = backend.popular_items(model, settings.num_results)
+        publish("popular_items", popular, [], amp, metadata={"model_version": model.version})
+    return result
 
 
 @dg.asset(

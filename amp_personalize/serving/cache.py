@@ -22,6 +22,7 @@ class Snapshot:
     stamp: tuple  # (path, mtime_ns) of each file, to notice a new version
     model_version: str | None
     by_user: dict[str, list[tuple[str, float]]]
+    user_source: dict[str, str]  # where each cached list's first item came from
     popular: list[tuple[str, float]]
     similar: dict[str, list[tuple[str, float]]]
 
@@ -58,6 +59,9 @@ class RecommendationCache:
             stamp=stamp,
             model_version=version,
             by_user=_grouped(recs, "user_id", "item_id"),
+            user_source=dict(
+                recs.sort("user_id", "rank").group_by("user_id", maintain_order=True).agg(pl.col("source").first()).iter_rows()
+            ) if recs.height else {},
             popular=list(zip(popular["item_id"], popular["score"])) if popular.height else [],
             similar=_grouped(similar, "item_id", "similar_item_id"),
         )
@@ -78,8 +82,8 @@ class RecommendationCache:
         """(items, source, model_version): the user's cached list, else popular items."""
         snap = self.snapshot()
         items = snap.by_user.get(user_id)
-        if items:
-            return items[:n], "model", snap.model_version
+        if items:  # a list that is all popularity backfill (a user the model barely knew) says so
+            return items[:n], snap.user_source.get(user_id, "model"), snap.model_version
         return snap.popular[:n], "popularity", snap.model_version
 
     def similar(self, item_id: str, n: int) -> tuple[list[tuple[str, float]] | None, str | None]:

@@ -149,3 +149,18 @@ def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_pat
     recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
     u1 = recs.filter(pl.col("user_id") == "u1").sort("rank")
     assert u1["rank"].to_list() == [1, 2] and u1["item_id"][0] == "b" and "pop" not in u1["item_id"]
+
+
+def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
+    """popular_items (what strangers get) moves only together with the lists it backs."""
+    data = tmp_path / "data"
+    write_segment(data, WINDOW, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")])
+    amp = AmpResource(data_dir=str(data), num_results=5)  # 3 items in all: no list can be full
+    resources = {"amp": amp, "personalize": LOCAL_ONLY}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance, raise_on_error=False)
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
+    assert evaluations["every_active_user_has_a_full_list"] is False
+    assert not partition_path(data / "lake", "recommendations").exists()
+    assert not partition_path(data / "lake", "popular_items").exists()
