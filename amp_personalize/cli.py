@@ -128,8 +128,14 @@ def train() -> None:
     settings = _settings()
     with dagster_instance(settings) as instance:
         ok, meta = train_once(settings, instance)
+    if not meta:
+        raise click.ClickException("no model trained: the run failed, see the Dagster UI")
     if not meta.get("trained"):
-        raise click.ClickException(f"no model trained: {meta or 'the run failed, see the Dagster UI'}")
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in meta.items() if k != "trained")
+        raise click.ClickException(
+            f"no model trained: not enough training data in the last {settings.history_days} days ({counts}); "
+            "the enough_training_data check in the Dagster UI names the minimums"
+        )
     counts = ", ".join(f"{meta[k]} {k.replace('_', ' ')}" for k in ("users", "items", "interactions", "users_with_two_or_more") if k in meta)
     click.echo(
         f"model {meta['version']} ({meta['algorithm']}): {counts}, {meta['train_seconds']} s; "

@@ -60,11 +60,14 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
 
     run = _run_options(settings, instance)
     trained = defs.resolve_job_def("retrain").execute_in_process(**run)
+    # Too little data still materializes (with the counts) before its blocking check fails the
+    # run: those counts are what the user needs to hear, so look before testing success.
+    materialized = trained.asset_materializations_for_node("recommender_model")
+    meta = materialized[0].metadata if materialized else {}
+    if meta and not meta["trained"].value:
+        return False, {k: v.value for k, v in meta.items()}
     if not trained.success:
         return False, {}
-    meta = trained.asset_materializations_for_node("recommender_model")[0].metadata
-    if not meta["trained"].value:
-        return False, {k: v.value for k, v in meta.items()}
     cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(**run)
     return cached.success, {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
 

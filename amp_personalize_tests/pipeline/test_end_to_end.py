@@ -42,3 +42,12 @@ def test_posted_events_reach_interactions_once(tmp_path, monkeypatch, settings):
 
     shown = CliRunner().invoke(main, ["sql", "select count(*) as n from interactions"])
     assert shown.exit_code == 0 and "120" in shown.output
+
+
+def test_train_with_too_little_data_says_what_it_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    result = CliRunner().invoke(main, ["train"])
+    assert result.exit_code == 1
+    assert "no model trained: not enough training data in the last 90 days (0 interactions, 0 users, 0 items)" in result.output
