@@ -51,8 +51,8 @@ class WebhookHandler:
         self.landing = landing
         self.metrics = metrics
         self.limit = max_body_bytes
-        # Compared as bytes, in constant time, against the header exactly as sent.
-        self.expected_auth = b"Bearer " + secret.encode() if secret else None
+        # The token is compared as bytes, in constant time, exactly as sent after "<scheme> ".
+        self.expected_token = secret.encode() if secret else None
 
     async def __call__(self, scope, receive, send) -> None:
         authorization = content_length = content_encoding = None
@@ -64,7 +64,7 @@ class WebhookHandler:
             elif name == b"content-encoding":
                 content_encoding = value
 
-        if self.expected_auth is not None and not hmac.compare_digest(authorization or b"", self.expected_auth):
+        if self.expected_token is not None and not self.authorized(authorization):
             return await self.reply(send, 401, {"code": 401, "error": "missing or wrong Authorization: Bearer <AMP_WEBHOOK_SECRET>"})
         try:
             raw = await read_limited(receive, content_length, self.limit)
@@ -95,6 +95,11 @@ class WebhookHandler:
             200,
             {"message": SUCCESS_MESSAGE, "processed": processed, "skipped": total - processed, "code": 200, "events_ingested": total},
         )
+
+    def authorized(self, authorization: bytes | None) -> bool:
+        """`Bearer <secret>`; the scheme is case-insensitive (RFC 7235 section 2.1), the secret is not."""
+        scheme, _, token = (authorization or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token, self.expected_token)
 
     async def reply(self, send, status: int, body: dict) -> None:
         self.metrics.request(status)

@@ -112,6 +112,17 @@ def test_secret_is_required_when_set(settings):
         assert len(landed_lines(settings.data_dir)) == 1
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_auth_scheme_is_case_insensitive_and_the_secret_is_not(settings, scheme):
+    with LiveReceiver(create_app(replace(settings, webhook_secret="s3cret"))) as live:
+        assert live.post(click(), headers={"Authorization": f"{scheme} s3cret"}).status_code == 200  # RFC 7235: the scheme is case-insensitive
+        for refused in [f"{scheme} S3CRET", f"{scheme} s3cre", f"{scheme} s3cretx", f"{scheme}  s3cret", f"{scheme}s3cret", scheme, "Basic s3cret", "s3cret"]:
+            r = live.post(click(), headers={"Authorization": refused})
+            assert r.status_code == 401, refused
+            assert r.headers["www-authenticate"] == "Bearer"
+        assert len(landed_lines(settings.data_dir)) == 1
+
+
 def test_body_limit_is_enforced_while_streaming(settings):
     with LiveReceiver(create_app(replace(settings, max_body_bytes=1000))) as live:
         big = orjson.dumps({"events": [click(item="x" * 2000)]})
