@@ -151,6 +151,7 @@ def personalize_setup(name: str) -> None:
     """Create the dataset group, schema, dataset, event tracker, solution, filter and (after a
     first training) campaign that the settings do not already name; print the settings to export."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from amp_personalize.backends.personalize.clients import make_clients
     from amp_personalize.backends.personalize.jobs import JobFailed, Poll
@@ -159,11 +160,15 @@ def personalize_setup(name: str) -> None:
 
     settings = _settings()
     p = settings.personalize
-    clients = make_clients(boto3.client("s3"))
     try:
+        clients = make_clients(boto3.client("s3"))
         env = setup(clients, p, load_weights(settings.weights_file), name, Poll(p.job_timeout_seconds, min(p.poll_seconds, 10)), echo=click.echo)
     except JobFailed as failure:
         raise click.ClickException(str(failure)) from None
+    except ClientError as exc:  # AccessDenied, a quota, a name taken: str() names the code and the operation
+        raise click.ClickException(f"AWS refused the request: {exc}") from None
+    except BotoCoreError as exc:  # no region, no credentials, no connection: before AWS answered at all
+        raise click.ClickException(f"AWS SDK: {type(exc).__name__}: {exc}") from None
     click.echo("\n# export these (and AWS_PERSONALIZE_ROLE_ARN, AMP_PERSONALIZE_S3_URL for imports):")
     for key, value in env.items():
         click.echo(f"export {key}={value}")
