@@ -90,14 +90,16 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
     )
     click.echo(
         f"sent {summary.sent}  processed {summary.processed}  skipped {summary.skipped}  "
-        f"failed {summary.failed}  invalid {summary.invalid}  "
+        f"failed {summary.failed}  invalid {summary.invalid}  unreadable files {len(summary.unreadable)}  "
         f"({summary.requests} requests, {summary.retries} retries)"
     )
+    for unreadable in summary.unreadable:  # every one: these are the files to fetch again
+        click.echo(f"  unreadable: {unreadable}", err=True)
     for error in summary.errors[:10]:
         click.echo(f"  {error}", err=True)
     if len(summary.errors) > 10:
         click.echo(f"  ... and {len(summary.errors) - 10} more", err=True)
-    if summary.failed:
+    if summary.failed or summary.unreadable:
         sys.exit(1)
 
 

@@ -101,3 +101,46 @@ def test_replay_cli_fails_on_a_refused_batch(receiver, tmp_path):
     result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(path)])
     assert result.exit_code == 1
     assert "failed 1" in result.output
+
+
+def damaged_files(tmp_path):
+    """Good files around a truncated .json.gz, a gzip that is not, and a zip with a bad member."""
+    events = [ev(i) for i in range(30)]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("export/0.json", ndjson(events[10:15]))
+        z.writestr("export/1.json", ndjson([ev(100 + i) for i in range(5)]))
+        z.writestr("export/2.json", ndjson(events[15:20]))
+    data = bytearray(archive.getvalue())
+    data[data.index(b'"e100"') + 2] ^= 1  # the middle member's bytes no longer match its CRC
+    files = {
+        "a.json": orjson.dumps(events[0:10]),
+        "b.json.gz": gzip.compress(ndjson([ev(200 + i) for i in range(40)]))[:-12],  # cut short
+        "c.json.gz": b"\x1f\x8b" + b"not gzip at all",
+        "d.zip": bytes(data),
+        "e.json": ndjson(events[20:30]),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    return [tmp_path / name for name in files], events
+
+
+def test_replay_reports_unreadable_files_and_goes_on(receiver, settings, tmp_path):
+    paths, events = damaged_files(tmp_path)
+    summary = replay(paths, receiver.url + WEBHOOK, batch_size=4, progress=False)
+    assert (summary.sent, summary.failed, summary.invalid) == (30, 0, 0)
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == sorted(e["uuid"] for e in events)
+    [truncated, not_gzip, bad_member] = summary.unreadable
+    assert truncated.startswith(f"{paths[1]}: ") and "EOFError: Compressed file ended before" in truncated
+    assert not_gzip.startswith(f"{paths[2]}: ") and "BadGzipFile" in not_gzip
+    assert bad_member.startswith(f"{paths[3]}!export/1.json: ") and "BadZipFile: Bad CRC-32" in bad_member
+
+
+def test_replay_cli_names_unreadable_files_and_fails(receiver, tmp_path):
+    paths, _ = damaged_files(tmp_path)
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *map(str, paths)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert "sent 30  processed 30  skipped 0  failed 0  invalid 0  unreadable files 3" in result.output
+    for path in (paths[1], paths[2], f"{paths[3]}!export/1.json"):
+        assert f"  unreadable: {path}: " in result.output
