@@ -7,11 +7,14 @@ the path live traffic takes: validation, durability, counting.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 import zipfile
 import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -111,6 +114,26 @@ def batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
+def retry_after_seconds(value: str | None) -> float:
+    """A Retry-After header's wait: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+
+    0 when absent, past, or unparseable, which leaves the wait to the exponential backoff.
+    """
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - time.time()
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+
+
 def post_batch(
     client: httpx.Client,
     url: str,
@@ -131,7 +154,7 @@ def post_batch(
             error = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code not in RETRY_STATUSES:
                 return None, retries, error
-            delay = float(response.headers.get("retry-after", 0) or 0)
+            delay = retry_after_seconds(response.headers.get("retry-after"))
         except httpx.TransportError as exc:
             error = f"{type(exc).__name__}: {exc}"
             delay = 0.0

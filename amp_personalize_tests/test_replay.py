@@ -3,7 +3,9 @@
 import gzip
 import io
 import json
+import time
 import zipfile
+from email.utils import formatdate
 
 import orjson
 import pytest
@@ -59,13 +61,14 @@ def test_replay_reads_every_format_and_reports(receiver, settings, export_files)
 class Flaky:
     """Answers 429, then 503, before letting requests through: replay must retry, not drop."""
 
-    def __init__(self, app, statuses):
-        self.app, self.statuses = app, list(statuses)
+    def __init__(self, app, statuses, retry_after="0"):
+        self.app, self.statuses, self.retry_after = app, list(statuses), retry_after
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and self.statuses:
             status = self.statuses.pop(0)
-            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"0")]})
+            retry_after = self.retry_after() if callable(self.retry_after) else self.retry_after
+            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", retry_after.encode())]})
             await send({"type": "http.response.body", "body": b"{}"})
             return
         await self.app(scope, receive, send)
@@ -101,6 +104,31 @@ def test_replay_cli_fails_on_a_refused_batch(receiver, tmp_path):
     result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(path)])
     assert result.exit_code == 1
     assert "failed 1" in result.output
+
+
+def test_replay_waits_as_long_as_an_http_date_retry_after_says(settings, export_files):
+    paths, _ = export_files
+    until = []
+
+    def two_seconds_from_now():  # the header has whole seconds: the wait is between 1 and 2 s
+        until.append(time.time() + 2)
+        return formatdate(until[-1], usegmt=True)
+
+    with LiveReceiver(Flaky(create_app(settings), [503], retry_after=two_seconds_from_now)) as live:
+        summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
+        done = time.time()
+    assert (summary.sent, summary.failed, summary.retries) == (10, 0, 1)
+    assert done >= until[0] - 1
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "Mon, 99 Foo 2024 25:61:00 GMT", "nan", "inf", "-3", formatdate(0, usegmt=True), ""])
+def test_replay_falls_back_to_its_backoff_on_a_retry_after_it_cannot_use(settings, export_files, retry_after):
+    paths, _ = export_files
+    with LiveReceiver(Flaky(create_app(settings), [429, 503], retry_after=retry_after)) as live:
+        started = time.monotonic()
+        summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
+    assert (summary.sent, summary.failed, summary.retries) == (10, 0, 2)
+    assert time.monotonic() - started < 5
 
 
 def damaged_files(tmp_path):
