@@ -90,14 +90,16 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
     )
     click.echo(
         f"sent {summary.sent}  processed {summary.processed}  skipped {summary.skipped}  "
-        f"failed {summary.failed}  invalid {summary.invalid}  "
+        f"failed {summary.failed}  invalid {summary.invalid}  unreadable files {len(summary.unreadable)}  "
         f"({summary.requests} requests, {summary.retries} retries)"
     )
+    for unreadable in summary.unreadable:  # every one: these are the files to fetch again
+        click.echo(f"  unreadable: {unreadable}", err=True)
     for error in summary.errors[:10]:
         click.echo(f"  {error}", err=True)
     if len(summary.errors) > 10:
         click.echo(f"  ... and {len(summary.errors) - 10} more", err=True)
-    if summary.failed:
+    if summary.failed or summary.unreadable:
         sys.exit(1)
 
 
@@ -157,6 +159,7 @@ def personalize_setup(name: str) -> None:
     """Create the dataset group, schema, dataset, event tracker, solution, filter and (after a
     first training) campaign that the settings do not already name; print the settings to export."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from amp_personalize.backends.personalize.clients import make_clients
     from amp_personalize.backends.personalize.jobs import JobFailed, Poll
@@ -165,11 +168,15 @@ def personalize_setup(name: str) -> None:
 
     settings = _settings()
     p = settings.personalize
-    clients = make_clients(boto3.client("s3"))
     try:
+        clients = make_clients(boto3.client("s3"))
         env = setup(clients, p, load_weights(settings.weights_file), name, Poll(p.job_timeout_seconds, min(p.poll_seconds, 10)), echo=click.echo)
     except JobFailed as failure:
         raise click.ClickException(str(failure)) from None
+    except ClientError as exc:  # AccessDenied, a quota, a name taken: str() names the code and the operation
+        raise click.ClickException(f"AWS refused the request: {exc}") from None
+    except BotoCoreError as exc:  # no region, no credentials, no connection: before AWS answered at all
+        raise click.ClickException(f"AWS SDK: {type(exc).__name__}: {exc}") from None
     click.echo("\n# export these (and AWS_PERSONALIZE_ROLE_ARN, AMP_PERSONALIZE_S3_URL for imports):")
     for key, value in env.items():
         click.echo(f"export {key}={value}")

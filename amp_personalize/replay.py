@@ -7,17 +7,25 @@ the path live traffic takes: validation, durability, counting.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 import zipfile
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import httpx
 import orjson
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+# What reading a damaged file raises: gzip's BadGzipFile (an OSError) and EOFError for a cut-short
+# stream, zlib.error for corrupt deflate data, BadZipFile for a bad CRC or header, NotImplementedError
+# for a compression method zipfile lacks, RuntimeError for an encrypted member.
+_UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError)
 
 
 @dataclass
@@ -27,6 +35,7 @@ class ReplaySummary:
     skipped: int = 0
     failed: int = 0  # events the receiver refused or never acknowledged
     invalid: int = 0  # lines in the files that are not JSON objects; never sent
+    unreadable: list[str] = field(default_factory=list)  # "file: reason" for each file (or zip member) not read
     requests: int = 0
     retries: int = 0
     errors: list[str] = field(default_factory=list)
@@ -65,16 +74,33 @@ def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dic
             summary.invalid += 1
 
 
+def _readable(name: str, read: Callable[[], bytes], summary: ReplaySummary) -> Iterator[dict]:
+    """The events of one file or zip member; one that cannot be read is reported, not raised.
+
+    A file is read and decompressed whole before its first event is yielded, so an unreadable
+    one sends nothing.
+    """
+    try:
+        yield from parse_events(read(), name, summary)
+    except _UNREADABLE as exc:
+        summary.unreadable.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
 def read_events(path: Path, summary: ReplaySummary) -> Iterator[dict]:
     """Events of one file: .json, .json.gz, .ndjson/.jsonl, or an Amplitude export .zip of those."""
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
+        try:
+            archive = zipfile.ZipFile(path)
+        except _UNREADABLE as exc:
+            summary.unreadable.append(f"{path}: {type(exc).__name__}: {exc}")
+            return
+        with archive:
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
                 if info.is_dir():
                     continue
-                yield from parse_events(archive.read(info), f"{path}!{info.filename}", summary)
+                yield from _readable(f"{path}!{info.filename}", lambda info=info: archive.read(info), summary)
         return
-    yield from parse_events(path.read_bytes(), str(path), summary)
+    yield from _readable(str(path), path.read_bytes, summary)
 
 
 def batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -86,6 +112,26 @@ def batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
             batch = []
     if batch:
         yield batch
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """A Retry-After header's wait: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+
+    0 when absent, past, or unparseable, which leaves the wait to the exponential backoff.
+    """
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - time.time()
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def post_batch(
@@ -108,7 +154,7 @@ def post_batch(
             error = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code not in RETRY_STATUSES:
                 return None, retries, error
-            delay = float(response.headers.get("retry-after", 0) or 0)
+            delay = retry_after_seconds(response.headers.get("retry-after"))
         except httpx.TransportError as exc:
             error = f"{type(exc).__name__}: {exc}"
             delay = 0.0

@@ -3,7 +3,9 @@
 import gzip
 import io
 import json
+import time
 import zipfile
+from email.utils import formatdate
 
 import orjson
 import pytest
@@ -59,13 +61,14 @@ def test_replay_reads_every_format_and_reports(receiver, settings, export_files)
 class Flaky:
     """Answers 429, then 503, before letting requests through: replay must retry, not drop."""
 
-    def __init__(self, app, statuses):
-        self.app, self.statuses = app, list(statuses)
+    def __init__(self, app, statuses, retry_after="0"):
+        self.app, self.statuses, self.retry_after = app, list(statuses), retry_after
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and self.statuses:
             status = self.statuses.pop(0)
-            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"0")]})
+            retry_after = self.retry_after() if callable(self.retry_after) else self.retry_after
+            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", retry_after.encode())]})
             await send({"type": "http.response.body", "body": b"{}"})
             return
         await self.app(scope, receive, send)
@@ -101,3 +104,71 @@ def test_replay_cli_fails_on_a_refused_batch(receiver, tmp_path):
     result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(path)])
     assert result.exit_code == 1
     assert "failed 1" in result.output
+
+
+def test_replay_waits_as_long_as_an_http_date_retry_after_says(settings, export_files):
+    paths, _ = export_files
+    until = []
+
+    def two_seconds_from_now():  # the header has whole seconds: the wait is between 1 and 2 s
+        until.append(time.time() + 2)
+        return formatdate(until[-1], usegmt=True)
+
+    with LiveReceiver(Flaky(create_app(settings), [503], retry_after=two_seconds_from_now)) as live:
+        summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
+        done = time.time()
+    assert (summary.sent, summary.failed, summary.retries) == (10, 0, 1)
+    assert done >= until[0] - 1
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "Mon, 99 Foo 2024 25:61:00 GMT", "nan", "inf", "-3", formatdate(0, usegmt=True), ""])
+def test_replay_falls_back_to_its_backoff_on_a_retry_after_it_cannot_use(settings, export_files, retry_after):
+    paths, _ = export_files
+    with LiveReceiver(Flaky(create_app(settings), [429, 503], retry_after=retry_after)) as live:
+        started = time.monotonic()
+        summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
+    assert (summary.sent, summary.failed, summary.retries) == (10, 0, 2)
+    assert time.monotonic() - started < 5
+
+
+def damaged_files(tmp_path):
+    """Good files around a truncated .json.gz, a gzip that is not, and a zip with a bad member."""
+    events = [ev(i) for i in range(30)]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("export/0.json", ndjson(events[10:15]))
+        z.writestr("export/1.json", ndjson([ev(100 + i) for i in range(5)]))
+        z.writestr("export/2.json", ndjson(events[15:20]))
+    data = bytearray(archive.getvalue())
+    data[data.index(b'"e100"') + 2] ^= 1  # the middle member's bytes no longer match its CRC
+    files = {
+        "a.json": orjson.dumps(events[0:10]),
+        "b.json.gz": gzip.compress(ndjson([ev(200 + i) for i in range(40)]))[:-12],  # cut short
+        "c.json.gz": b"\x1f\x8b" + b"not gzip at all",
+        "d.zip": bytes(data),
+        "e.json": ndjson(events[20:30]),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    return [tmp_path / name for name in files], events
+
+
+def test_replay_reports_unreadable_files_and_goes_on(receiver, settings, tmp_path):
+    paths, events = damaged_files(tmp_path)
+    summary = replay(paths, receiver.url + WEBHOOK, batch_size=4, progress=False)
+    assert (summary.sent, summary.failed, summary.invalid) == (30, 0, 0)
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == sorted(e["uuid"] for e in events)
+    [truncated, not_gzip, bad_member] = summary.unreadable
+    assert truncated.startswith(f"{paths[1]}: ") and "EOFError: Compressed file ended before" in truncated
+    assert not_gzip.startswith(f"{paths[2]}: ") and "BadGzipFile" in not_gzip
+    assert bad_member.startswith(f"{paths[3]}!export/1.json: ") and "BadZipFile: Bad CRC-32" in bad_member
+
+
+def test_replay_cli_names_unreadable_files_and_fails(receiver, tmp_path):
+    paths, _ = damaged_files(tmp_path)
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *map(str, paths)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert "sent 30  processed 30  skipped 0  failed 0  invalid 0  unreadable files 3" in result.output
+    for path in (paths[1], paths[2], f"{paths[3]}!export/1.json"):
+        assert f"  unreadable: {path}: " in result.output

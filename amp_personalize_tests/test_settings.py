@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,35 @@ def test_values_are_read_from_the_environment():
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message.replace("[", r"\[")):
         Settings.from_env(env)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def settings_table() -> tuple[list[str], str]:
+    """The first table under README's "## Settings", and the rest of that section before "###"."""
+    section = README.read_text().split("\n## Settings\n", 1)[1].split("\n### ", 1)[0]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end], "\n".join(lines[end:])
+
+
+def test_every_setting_the_readme_lists_is_a_row_of_its_table():
+    table, after = settings_table()
+    assert not [line for line in after.splitlines() if line.startswith("|")], "a row outside the table does not render as one"
+    assert "| `DAGSTER_HOME` |" in "\n".join(table)
+
+
+def test_the_readme_lists_exactly_the_window_widths_settings_accept():
+    table, _ = settings_table()
+    [row] = [line for line in table if line.startswith("| `AMP_WINDOW_MINUTES` |")]
+    meaning = row.split("|")[3]
+    accepted = set()
+    for minutes in range(1, 1441):
+        try:
+            Settings.from_env({"AMP_WINDOW_MINUTES": str(minutes)})
+        except SettingsError:
+            continue
+        accepted.add(minutes)
+    assert {int(n) for n in re.findall(r"\d+", meaning)} == accepted

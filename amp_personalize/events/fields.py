@@ -18,10 +18,19 @@ DEDUPE_FIELDS = ("uuid", "$insert_id", "insert_id")
 TIME_STRING_FIELDS = ("event_time", "client_event_time", "server_received_time")
 # Epoch ms outside [1970, 5138) is a unit mistake (seconds, microseconds), not a time.
 _MAX_EPOCH_MS = 10**14
+# orjson parses 1024 levels of objects and lists but serializes only 254, and a landed line wraps
+# the event in one more object: an event may be this deep, itself included. A test pins it.
+MAX_EVENT_DEPTH = 253
 
 
 class EventShapeError(ValueError):
     """An element of a request that cannot be an event or a user payload."""
+
+
+def nested_too_deeply(where: str) -> EventShapeError:
+    return EventShapeError(
+        f"{where} is nested too deeply: at most {MAX_EVENT_DEPTH} levels of objects and lists, the event itself included"
+    )
 
 
 def _id(value: object) -> str | None:
@@ -102,9 +111,14 @@ def extract(obj: object, where: str) -> dict:
     props = obj.get("event_properties")
     if not isinstance(props, dict):
         props = {}
+    try:  # serializing is the only thing here that can fail, and only past orjson's depth limit
+        event_id = dedupe_key(obj)
+        properties = orjson.dumps(props).decode() if props else None
+    except orjson.JSONEncodeError:
+        raise nested_too_deeply(where) from None
     return {
         "kind": kind,
-        "event_id": dedupe_key(obj),
+        "event_id": event_id,
         "event_type": event_type,
         "user_id": user_id,
         "device_id": device_id,
@@ -115,7 +129,7 @@ def extract(obj: object, where: str) -> dict:
         "feed_type": _id(props.get("feed_type")),
         "recommendation_id": _id(props.get("recommendation_id")),
         # As JSON text, so the lake can keep every property without re-parsing the raw event.
-        "properties": orjson.dumps(props).decode() if props else None,
+        "properties": properties,
         "event": obj,
     }
 

@@ -15,6 +15,7 @@ from typing import Protocol
 import orjson
 
 from amp_personalize.events import EventShapeError, WeightTable, extract
+from amp_personalize.events.fields import nested_too_deeply
 from amp_personalize.landing.commit import LandingUnavailable
 from amp_personalize.receiver.body import (
     ClientGone,
@@ -50,8 +51,8 @@ class WebhookHandler:
         self.landing = landing
         self.metrics = metrics
         self.limit = max_body_bytes
-        # Compared as bytes, in constant time, against the header exactly as sent.
-        self.expected_auth = b"Bearer " + secret.encode() if secret else None
+        # The token is compared as bytes, in constant time, exactly as sent after "<scheme> ".
+        self.expected_token = secret.encode() if secret else None
 
     async def __call__(self, scope, receive, send) -> None:
         authorization = content_length = content_encoding = None
@@ -63,15 +64,13 @@ class WebhookHandler:
             elif name == b"content-encoding":
                 content_encoding = value
 
-        if self.expected_auth is not None and not hmac.compare_digest(authorization or b"", self.expected_auth):
+        if self.expected_token is not None and not self.authorized(authorization):
             return await self.reply(send, 401, {"code": 401, "error": "missing or wrong Authorization: Bearer <AMP_WEBHOOK_SECRET>"})
         try:
             raw = await read_limited(receive, content_length, self.limit)
             elements, prefix = find_events(decode(raw, content_encoding, self.limit))
-            records = [
-                extract(element, f"{prefix}[{i}]" if prefix else "the event")
-                for i, element in enumerate(elements)
-            ]
+            records = [extract(element, _where(prefix, i)) for i, element in enumerate(elements)]
+            heads = _heads(records, prefix)
         except Rejection as rejection:
             return await self.reply(send, rejection.status, {"code": rejection.status, "error": rejection.message})
         except EventShapeError as exc:
@@ -84,9 +83,8 @@ class WebhookHandler:
         for r in records:
             if r["kind"] == "event" and is_relevant(r["event_type"], r["user_id"], r["item_id"], r["items_shown"]):
                 processed += 1
-        dumps = orjson.dumps
         try:
-            await self.landing.commit([dumps(r)[:-1] for r in records])
+            await self.landing.commit(heads)
         except LandingUnavailable as exc:
             return await self.reply(send, 503, {"code": 503, "error": f"{exc}; nothing was acknowledged, retry later"})
 
@@ -98,8 +96,35 @@ class WebhookHandler:
             {"message": SUCCESS_MESSAGE, "processed": processed, "skipped": total - processed, "code": 200, "events_ingested": total},
         )
 
+    def authorized(self, authorization: bytes | None) -> bool:
+        """`Bearer <secret>`; the scheme is case-insensitive (RFC 7235 section 2.1), the secret is not."""
+        scheme, _, token = (authorization or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token, self.expected_token)
+
     async def reply(self, send, status: int, body: dict) -> None:
         self.metrics.request(status)
         headers = _JSON_HEADERS if status != 401 else [*_JSON_HEADERS, (b"www-authenticate", b"Bearer")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": orjson.dumps(body)})
+
+
+def _where(prefix: str | None, i: int) -> str:
+    return f"{prefix}[{i}]" if prefix else "the event"
+
+
+def _heads(records: list[dict], prefix: str | None) -> list[bytes]:
+    """The landed lines, each missing its closing brace (the writer adds `received_at`).
+
+    Serializing fails only past orjson's depth limit, which the record (one object around the
+    event) can reach when the event alone did not: then EventShapeError names the event.
+    """
+    dumps = orjson.dumps
+    try:
+        return [dumps(r)[:-1] for r in records]
+    except orjson.JSONEncodeError:
+        for i, r in enumerate(records):
+            try:
+                dumps(r)
+            except orjson.JSONEncodeError:
+                raise nested_too_deeply(_where(prefix, i)) from None
+        raise

@@ -21,9 +21,14 @@ def _num_results(request: Request, default: int) -> int | Response:
     raw = request.query_params.get("num_results")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RESULTS:
+    # ASCII digits only: str.isdigit() also passes '²' (which int() refuses) and '٣' or '３' (which
+    # it takes); and int() refuses past 4,300 digits, so only the significant ones go to it.
+    significant = raw.lstrip("0")
+    digits = raw.isascii() and raw.isdigit() and len(significant) <= len(str(MAX_RESULTS))
+    n = int(significant or 0) if digits else 0
+    if not 1 <= n <= MAX_RESULTS:
         return _json(400, {"code": 400, "error": f"num_results must be an integer from 1 to {MAX_RESULTS}, got {raw[:20]!r}"})
-    return int(raw)
+    return n
 
 
 def _items(pairs: list[tuple[str, float]]) -> list[dict]:

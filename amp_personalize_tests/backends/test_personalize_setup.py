@@ -1,9 +1,16 @@
 """`personalize setup`: creates only what the settings lack, waits for each, prints the exports."""
 
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import orjson
+import pytest
 from botocore.stub import ANY, Stubber
+from click.testing import CliRunner, Result
 from moto import mock_aws
 
+from amp_personalize.cli import main
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.setup import (
     INTERACTIONS_SCHEMA,
@@ -85,3 +92,72 @@ def test_the_interactions_schema_matches_the_import_csv_and_is_accepted():
         arn = personalize.create_schema(name="amp-interactions", schema=orjson.dumps(INTERACTIONS_SCHEMA).decode())["schemaArn"]
         stored = orjson.loads(personalize.describe_schema(schemaArn=arn)["schema"]["schema"])
     assert stored == INTERACTIONS_SCHEMA
+
+
+@pytest.fixture
+def bare_aws(monkeypatch, tmp_path):
+    """An environment with no AWS region and no credentials anywhere the SDK looks."""
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name.startswith("AMP_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "BOTO_CONFIG"):
+        monkeypatch.setenv(name, str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role: nothing leaves the machine
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    return monkeypatch
+
+
+def run_setup() -> Result:
+    return CliRunner().invoke(main, ["personalize", "setup"])
+
+
+def assert_failed_cleanly(result: Result, *said: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # click's own exit, not an escaped exception
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+    for text in said:
+        assert text in result.output, result.output
+
+
+def test_setup_without_a_region_says_so(bare_aws):
+    assert_failed_cleanly(run_setup(), "NoRegionError", "You must specify a region")
+
+
+def test_setup_without_credentials_says_so(bare_aws):
+    bare_aws.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert_failed_cleanly(run_setup(), "NoCredentialsError", "Unable to locate credentials")
+
+
+class AccessDenied(BaseHTTPRequestHandler):
+    """Personalize's answer to a caller without the permission."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = orjson.dumps({"__type": "AccessDeniedException", "message": "User: arn:aws:iam::123456789012:user/ci is not authorized"})
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_setup_refused_by_aws_names_the_error(bare_aws):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AccessDenied)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        bare_aws.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        bare_aws.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        bare_aws.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+        bare_aws.setenv("AWS_ENDPOINT_URL_PERSONALIZE", f"http://127.0.0.1:{server.server_port}")
+        result = run_setup()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_failed_cleanly(result, "AccessDeniedException", "CreateDatasetGroup", "is not authorized")

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 import os
+import time
 
 import httpx
 import orjson
@@ -95,3 +96,32 @@ def test_a_failed_sync_refuses_every_unsynced_request_and_lands_none_of_them(tmp
     assert [type(r) for r in refused] == [LandingUnavailable, LandingUnavailable]
     assert "Input/output error" in str(refused[0])
     assert _landed_ids(tmp_path) == ["before", "after"]
+
+
+def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_waiting(tmp_path):
+    """What README's AMP_COMMIT_MAX_EVENTS row says: the count is looked at before the interval's
+    sleep; events arriving during the sleep do not cut it short."""
+    interval = 1.5
+    writer = SegmentWriter(tmp_path / "landing", tmp_path / "quarantine", receiver_id="t", window_minutes=60, max_bytes=1 << 20, max_age_seconds=60)
+    committer = GroupCommitter(writer, interval_seconds=interval, max_events=3)
+
+    async def timed(lines: list[bytes]) -> float:
+        started = time.monotonic()
+        await committer.commit(lines)
+        return time.monotonic() - started
+
+    async def run():
+        committer.start()
+        full = await timed([_line(f"full{i}") for i in range(3)])
+        one = asyncio.ensure_future(timed([_line("one")]))
+        await asyncio.sleep(0.2)  # the syncer is now sleeping the interval for that one event
+        late = await timed([_line(f"late{i}") for i in range(5)])  # 6 waiting: it sleeps on
+        one = await one
+        await committer.stop()
+        return full, one, late
+
+    full, one, late = asyncio.run(run())
+    assert full < interval - 0.5, f"3 events waiting as the sync began, yet it took {full:.2f} s"
+    assert one >= interval
+    assert late >= interval - 0.5, f"the late events cut the interval short ({late:.2f} s)"
+    assert sorted(_landed_ids(tmp_path)) == sorted(["one", *(f"full{i}" for i in range(3)), *(f"late{i}" for i in range(5))])

@@ -164,3 +164,19 @@ def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
     assert evaluations["every_active_user_has_a_full_list"] is False
     assert not partition_path(data / "lake", "recommendations").exists()
     assert not partition_path(data / "lake", "popular_items").exists()
+
+
+def test_num_results_takes_ascii_digits_only(trained, settings):
+    data, *_ = trained
+    with LiveReceiver(create_app(replace(settings, data_dir=data))) as live:
+        for route in ("/recommendations/alice", "/similar-items/q1"):
+            for accepted in ("2", "002", "0" * 5000 + "2"):
+                r = httpx.get(f"{live.url}{route}?num_results={accepted}")
+                assert r.status_code == 200 and len(r.json()["items"]) == 2, (route, accepted, r.text)
+            # '²' (int() refuses it), Arabic-Indic and fullwidth 3 (int() takes them), 5,000 digits
+            # (int() refuses past 4,300), then the values refused all along.
+            for refused in ("%C2%B2", "%D9%A3", "%EF%BC%93", "1" * 5000, "0", "501", "-2", "2.0", "%202", ""):
+                r = httpx.get(f"{live.url}{route}?num_results={refused}")
+                assert r.status_code == 400, (route, refused[:20], r.status_code)
+                assert r.json()["code"] == 400
+                assert r.json()["error"].startswith("num_results must be an integer from 1 to 500, got ")

@@ -112,6 +112,17 @@ def test_secret_is_required_when_set(settings):
         assert len(landed_lines(settings.data_dir)) == 1
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_auth_scheme_is_case_insensitive_and_the_secret_is_not(settings, scheme):
+    with LiveReceiver(create_app(replace(settings, webhook_secret="s3cret"))) as live:
+        assert live.post(click(), headers={"Authorization": f"{scheme} s3cret"}).status_code == 200  # RFC 7235: the scheme is case-insensitive
+        for refused in [f"{scheme} S3CRET", f"{scheme} s3cre", f"{scheme} s3cretx", f"{scheme}  s3cret", f"{scheme}s3cret", scheme, "Basic s3cret", "s3cret"]:
+            r = live.post(click(), headers={"Authorization": refused})
+            assert r.status_code == 401, refused
+            assert r.headers["www-authenticate"] == "Bearer"
+        assert len(landed_lines(settings.data_dir)) == 1
+
+
 def test_body_limit_is_enforced_while_streaming(settings):
     with LiveReceiver(create_app(replace(settings, max_body_bytes=1000))) as live:
         big = orjson.dumps({"events": [click(item="x" * 2000)]})
@@ -145,3 +156,40 @@ def test_healthz_and_metrics(receiver):
     assert "amp_events_skipped_total 1.0" in text
     assert "amp_commit_seconds_count 1.0" in text
     assert "amp_landing_quarantined_lines_total 0.0" in text
+
+
+def deep_event(levels: int, **fields) -> bytes:
+    """An event whose nesting, the event object itself included, is `levels` deep.
+
+    Built as text: orjson (like the receiver) parses far deeper JSON than it can serialize.
+    """
+    head = orjson.dumps({"event_type": "a", "user_id": "1", **fields})[:-1]
+    depth = levels - 1  # the event object is the first level
+    return head + b',"x":' + b"[" * depth + b"1" + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    "content, where",
+    [
+        (deep_event(300), "the event"),  # Amplitude's Webhook destination: one event per request
+        (b'{"events": [' + orjson.dumps(click()) + b"," + deep_event(300) + b"]}", "events[1]"),
+        (b"[" + orjson.dumps(click()) + b"," + deep_event(300, uuid="deep-1") + b"]", "body[1]"),  # an id: no hash of the event
+        (b'{"events": [' + deep_event(254, insert_id="deep-2") + b"]}", "events[0]"),  # one level past the limit
+    ],
+    ids=["single-event", "events-object", "list-with-uuid", "one-past-the-limit"],
+)
+def test_an_event_nested_too_deeply_is_rejected_and_lands_nothing(receiver, settings, content, where):
+    r = receiver.post(content=content)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == 400
+    assert f"{where} is nested too deeply" in r.json()["error"]
+    assert landed_lines(settings.data_dir) == []
+
+
+def test_an_event_at_the_nesting_limit_lands_whole(receiver, settings):
+    content = b'{"events": [' + deep_event(253) + b"," + deep_event(253, uuid="deep-3") + b"]}"
+    r = receiver.post(content=content)
+    assert r.status_code == 200, r.text
+    assert r.json()["events_ingested"] == 2
+    landed = landed_lines(settings.data_dir)
+    assert [line["event"] for line in landed] == orjson.loads(content)["events"]
