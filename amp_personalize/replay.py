@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Iterator
 import httpx
 import orjson
 
+from amp_personalize.events import EventShapeError, extract
+
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 # What reading a damaged file raises: gzip's BadGzipFile (an OSError) and EOFError for a cut-short
 # stream, zlib.error for corrupt deflate data, BadZipFile for a bad CRC or header, NotImplementedError
@@ -34,7 +36,7 @@ class ReplaySummary:
     processed: int = 0
     skipped: int = 0
     failed: int = 0  # events the receiver refused or never acknowledged
-    invalid: int = 0  # lines in the files that are not JSON objects; never sent
+    invalid: int = 0  # lines or events the receiver would refuse (not JSON, no type or id...); never sent
     unreadable: list[str] = field(default_factory=list)  # "file: reason" for each file (or zip member) not read
     requests: int = 0
     retries: int = 0
@@ -67,11 +69,19 @@ def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dic
             except orjson.JSONDecodeError:
                 summary.invalid += 1
                 summary.errors.append(f"{name}:{number}: not JSON")
-    for event in events:
-        if isinstance(event, dict):
-            yield event
-        else:
+    for number, event in enumerate(events, 1):
+        # The receiver refuses a whole request for one bad element, so one is kept out here, by
+        # the receiver's own rule, rather than costing its batch's good events.
+        try:
+            orjson.dumps(extract(event, f"event {number}"))
+        except EventShapeError as exc:
             summary.invalid += 1
+            summary.errors.append(f"{name}: {exc}")
+        except orjson.JSONEncodeError:  # past orjson's depth limit, as the receiver would find
+            summary.invalid += 1
+            summary.errors.append(f"{name}: event {number} is nested too deeply")
+        else:
+            yield event
 
 
 def _readable(name: str, read: Callable[[], bytes], summary: ReplaySummary) -> Iterator[dict]:

@@ -99,11 +99,21 @@ def test_replay_cli_prints_the_summary(receiver, export_files):
 
 
 def test_replay_cli_fails_on_a_refused_batch(receiver, tmp_path):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"events": [{"time": 1}]}))  # no event_type, no ids: a 400
-    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(path)])
+    path = tmp_path / "good.json"
+    path.write_bytes(orjson.dumps({"events": [ev(1), ev(2)]}))
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + "/no-such-endpoint/", "--quiet", str(path)])
     assert result.exit_code == 1
-    assert "failed 1" in result.output
+    assert "failed 2" in result.output
+
+
+def test_one_bad_event_is_kept_out_of_its_batch_not_the_batch_refused(receiver, settings, tmp_path):
+    """The receiver answers 400 for a whole request over one bad element; replay sends the rest."""
+    path = tmp_path / "mixed.json"
+    path.write_bytes(orjson.dumps({"events": [ev(1), {"time": 1}, ev(2)]}))  # no event_type, no ids
+    summary = replay([path], receiver.url + WEBHOOK, progress=False)
+    assert (summary.sent, summary.failed, summary.invalid) == (2, 0, 1)
+    assert any("mixed.json: event 2" in e for e in summary.errors), summary.errors
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == ["e1", "e2"]
 
 
 def test_replay_waits_as_long_as_an_http_date_retry_after_says(settings, export_files):
