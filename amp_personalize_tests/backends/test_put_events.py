@@ -72,3 +72,12 @@ def test_calls_made_equal_the_minimum_on_generated_structure():
                 rows.append(click(i, user=f"user{u}", session=1000 + s, **extra))
     df = frame(rows)
     assert len(put_events_requests(df, "tid")) == minimum_calls(df)
+
+
+def test_properties_put_events_refuses_are_dropped_in_any_letter_case():
+    """One Amplitude event with a `timestamp` property must not be refused on every push run."""
+    props = {"timestamp": 1, "SessionId": "s", "userid": "u", "EventType": "x", "recommendationID": "r", "Impression": "i",
+             "feed_type": "popular", "position": 3}
+    [request] = put_events_requests(frame([click(1, properties=orjson.dumps(props).decode())]), "tid")
+    [event] = request["eventList"]
+    assert orjson.loads(event["properties"]) == {"feed_type": "popular", "position": 3}

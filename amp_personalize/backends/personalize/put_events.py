@@ -22,8 +22,14 @@ MAX_IMPRESSION = 25
 MAX_PROPERTIES = 1024
 MAX_RECOMMENDATION_ID = 40
 MAX_ID = 256
-# Event fields of their own in PutEvents; properties may not repeat them.
-RESERVED_PROPERTIES = {"itemId", "eventValue", "eventType", "impression", "recommendationId", "sentAt", "eventId"}
+# Keys PutEvents refuses in `properties`, in any letter case (its API reference lists userId,
+# sessionId, eventType, timestamp, recommendationId and impression), plus the event's own
+# fields: one Amplitude event with a `timestamp` property would otherwise be refused again on
+# every push run, and hold its segments back with it.
+RESERVED_PROPERTIES = frozenset(k.lower() for k in (
+    "userId", "sessionId", "eventType", "timestamp", "recommendationId", "impression",
+    "itemId", "eventValue", "sentAt", "eventId", "item_id", "items_shown", "recommendation_id",
+))
 
 # What the builder reads: raw_events rows joined to their weight (see transforms.interactions).
 EVENTS_SCHEMA = {
@@ -55,7 +61,7 @@ def _properties(raw: str | None) -> str | None:
         return None
     if not isinstance(props, dict):
         return None
-    kept = {k: v for k, v in props.items() if k not in RESERVED_PROPERTIES and k not in ("item_id", "items_shown", "recommendation_id")}
+    kept = {k: v for k, v in props.items() if k.lower() not in RESERVED_PROPERTIES}
     while kept:
         text = orjson.dumps(kept).decode()
         if len(text) <= MAX_PROPERTIES:
