@@ -27,8 +27,12 @@ from amp_personalize.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """The local backend's pipeline; with Personalize, also the live push and its sensor."""
-    live = settings.backend == "personalize"
+    """The local backend's pipeline; with Personalize, also the live push and its sensor.
+
+    The push needs an event tracker: with only a campaign set (reading recommendations from a
+    campaign fed some other way) a push sensor would start a run that fails every 30 seconds.
+    """
+    live = settings.backend == "personalize" and bool(settings.personalize.tracking_id)
     return dg.Definitions(
         assets=[raw_events, interactions, impressions, user_item_scores, recommender_model, recommendations, similar_items]
         + ([personalize_events] if live else []),

@@ -34,6 +34,13 @@ def test_the_personalize_backend_adds_the_live_push_and_its_sensor():
     assert live.resolve_job_def("push_to_personalize")
     assert live.resources["personalize"].tracking_id == "tid"
 
+    # A campaign alone (events reach Personalize some other way): caches from it, no push runs.
+    reading = build_definitions(Settings.from_env({"AWS_PERSONALIZE_CAMPAIGN_ARN": "arn:aws:personalize:us-east-1:1:campaign/amp"}))
+    repo = reading.get_repository_def()
+    assert "recommendations" in {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert "personalize_events" not in {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert "personalize_events_sensor" not in {s.name for s in repo.sensor_defs}
+
 
 def test_every_blocking_check_is_declared_blocking():
     repo = defs.get_repository_def()
