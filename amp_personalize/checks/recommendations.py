@@ -7,10 +7,12 @@ import polars as pl
 from amp_personalize.checks.rules import Check, CheckContext, Outcome, unique
 
 
-def full_lists(active_users: pl.Series, num_results: int):
+def list_sizes(active_users: pl.Series, at_least):
+    """Every active user's list has at least `at_least(num_results)` items."""
+
     def run(df: pl.DataFrame, ctx: CheckContext) -> Outcome:
         sizes = pl.DataFrame({"user_id": active_users}).join(df.group_by("user_id").len(), on="user_id", how="left")
-        short = sizes.filter(pl.col("len").fill_null(0) < num_results)
+        short = sizes.filter(pl.col("len").fill_null(0) < at_least)
         return Outcome(short.height == 0, {"active_users": active_users.len(), "short_lists": short.height, "examples": str(short.head(5).rows())})
 
     return run
@@ -41,7 +43,11 @@ def not_self_similar(df: pl.DataFrame, ctx: CheckContext) -> Outcome:
 
 def recommendation_checks(active_users: pl.Series, num_results: int, vetoed: pl.DataFrame) -> list[Check]:
     return [
-        Check("every_active_user_has_a_full_list", "Each user active in the period has num_results items (backfilled).", True, full_lists(active_users, num_results)),
+        Check("every_active_user_has_recommendations", "Each user active in the period has a list to be served.", True, list_sizes(active_users, 1)),
+        # A warning: with a small catalog a user may have seen or vetoed all but a few items, and
+        # a short list beats keeping yesterday's cache for everyone.
+        Check("lists_are_full", "Each active user has num_results items (model, then popularity backfill).", False,
+              list_sizes(active_users, num_results)),
         Check("no_vetoed_items", "No user is recommended an item they downvoted, hid or flagged.", True, no_vetoed_items(vetoed)),
         Check("no_duplicates_in_a_list", "No item appears twice in one user's list.", True, unique(["user_id", "item_id"])),
         Check("scores_ordered", "Scores never rise with rank.", True, scores_ordered("user_id")),

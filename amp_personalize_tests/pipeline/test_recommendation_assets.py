@@ -155,15 +155,35 @@ def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
     """popular_items (what strangers get) moves only together with the lists it backs."""
     data = tmp_path / "data"
     write_segment(data, WINDOW, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")])
-    amp = AmpResource(data_dir=str(data), num_results=5)  # 3 items in all: no list can be full
+    amp = AmpResource(data_dir=str(data), num_results=5)  # every reader has seen all 3 items: nothing to offer
     resources = {"amp": amp, "personalize": LOCAL_ONLY}
     with dg.instance_for_test() as instance:
         assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
         result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance, raise_on_error=False)
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
-    assert evaluations["every_active_user_has_a_full_list"] is False
+    assert evaluations["every_active_user_has_recommendations"] is False
     assert not partition_path(data / "lake", "recommendations").exists()
     assert not partition_path(data / "lake", "popular_items").exists()
+
+
+def test_a_small_catalog_publishes_short_lists_with_a_warning(tmp_path):
+    """Seen and vetoed items leave fewer than num_results: serve what there is, do not block."""
+    data = tmp_path / "data"
+    write_segment(data, WINDOW, [
+        *[event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")],
+        *[event(f"other{i}", item) for i in range(3) for item in ("d", "e")],
+    ])
+    amp = AmpResource(data_dir=str(data), num_results=4)
+    resources = {"amp": amp, "personalize": LOCAL_ONLY}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance)
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
+    assert evaluations["every_active_user_has_recommendations"] and evaluations["lists_are_full"] is False
+    recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
+    assert recs.filter(pl.col("user_id") == "reader0")["item_id"].sort().to_list() == ["d", "e"]
+    assert partition_path(data / "lake", "popular_items").exists()
 
 
 def test_num_results_takes_ascii_digits_only(trained, settings):
