@@ -145,6 +145,9 @@ def train() -> None:
     )
     if not ok:
         raise click.ClickException("refreshing the caches failed (see the Dagster UI)")
+    if meta.get("caches_skipped"):
+        click.echo(f"caches not refreshed: {meta['caches_skipped']}")
+        return
     click.echo("refreshed recommendations, popular_items and similar_items")
 
 

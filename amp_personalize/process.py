@@ -15,6 +15,7 @@ import dagster as dg
 
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
+from amp_personalize.sensors.training import why_no_caches
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings
 
@@ -68,8 +69,12 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
         return False, {k: v.value for k, v in meta.items()}
     if not trained.success:
         return False, {}
+    trained_meta = {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
+    why = why_no_caches(trained_meta.get("backend"), settings)
+    if why:
+        return True, {**trained_meta, "caches_skipped": why}
     cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(**run)
-    return cached.success, {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
+    return cached.success, trained_meta
 
 
 def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:

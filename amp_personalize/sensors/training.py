@@ -15,6 +15,17 @@ retraining_schedule = dg.ScheduleDefinition(
 )
 
 
+def why_no_caches(model_backend: str | None, settings: Settings) -> str | None:
+    """Why a new model cannot feed the caches yet: a Personalize version with no campaign to ask.
+
+    The first training on Personalize comes before its campaign (which needs a version), so a
+    cache refresh then could only fail; `personalize setup` creates the campaign next.
+    """
+    if model_backend == "personalize" and not settings.personalize.campaign_arn:
+        return "no campaign yet (AWS_PERSONALIZE_CAMPAIGN_ARN unset): run `amp-personalize personalize setup` to create it"
+    return None
+
+
 @dg.asset_sensor(
     asset_key=dg.AssetKey("recommender_model"),
     job=caches_job,
@@ -26,4 +37,8 @@ def caches_after_training(context: dg.SensorEvaluationContext, asset_event: dg.E
     version = materialization.metadata.get("version") if materialization else None
     if version is None:
         return dg.SkipReason("the latest recommender_model run trained nothing (not enough data)")
+    backend = materialization.metadata.get("backend")
+    why = why_no_caches(backend.value if backend else None, Settings.from_env())
+    if why:
+        return dg.SkipReason(f"caches not refreshed from {version.value}: {why}")
     return dg.RunRequest(run_key=f"caches-{version.value}", tags={"model_version": str(version.value)})
