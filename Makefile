@@ -25,7 +25,7 @@ test: install
 # recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,
 # never copied into this repo); --no-deps keeps its torch stack out of the venv.
 bench: install
-	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
 	$(PY) -c "import recbole" 2>/dev/null || $(PY) -m pip install --quiet --no-deps recbole==1.2.1
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/transform.py
