@@ -126,26 +126,30 @@ def test_serving_over_http_with_fallback_validation_and_reload(trained, settings
             time.sleep(0.25)
 
 
+def train_and_cache(data, events, num_results):
+    """One window of `events`, then the model and its caches: (run result, recommendations checks)."""
+    write_segment(data, WINDOW, events)
+    resources = {"amp": AmpResource(data_dir=str(data), num_results=num_results), "personalize": LOCAL_ONLY}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
+        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance, raise_on_error=False)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
+    return result, checks
+
+
 def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_path):
     """The model forgets a flag from before AMP_HISTORY_DAYS; the cache (and its check) must not."""
     data = tmp_path / "data"
     old_flag = event("u1", "pop", "flag")
     old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
-    write_segment(data, WINDOW, [
+    result, checks = train_and_cache(data, [
         *[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")],
         *[event(f"reader{i}", "c") for i in range(2)],
         *[event(f"other{i}", item) for i in range(4) for item in ("d", "e", "f")],
         event("u1", "a"),
         old_flag,
-    ])
-    amp = AmpResource(data_dir=str(data), num_results=2)
-    resources = {"amp": amp, "personalize": LOCAL_ONLY}
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
-        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance)
-        assert result.success
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
-    assert evaluations["no_vetoed_items"]
+    ], num_results=2)
+    assert result.success and checks["no_vetoed_items"]
     recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
     u1 = recs.filter(pl.col("user_id") == "u1").sort("rank")
     assert u1["rank"].to_list() == [1, 2] and u1["item_id"][0] == "b" and "pop" not in u1["item_id"]
@@ -154,14 +158,9 @@ def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_pat
 def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
     """popular_items (what strangers get) moves only together with the lists it backs."""
     data = tmp_path / "data"
-    write_segment(data, WINDOW, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")])
-    amp = AmpResource(data_dir=str(data), num_results=5)  # every reader has seen all 3 items: nothing to offer
-    resources = {"amp": amp, "personalize": LOCAL_ONLY}
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
-        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance, raise_on_error=False)
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
-    assert evaluations["every_active_user_has_recommendations"] is False
+    # Every reader has seen all 3 items: nothing is left to offer anyone.
+    result, checks = train_and_cache(data, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")], num_results=5)
+    assert not result.success and checks["every_active_user_has_recommendations"] is False
     assert not partition_path(data / "lake", "recommendations").exists()
     assert not partition_path(data / "lake", "popular_items").exists()
 
@@ -169,18 +168,12 @@ def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
 def test_a_small_catalog_publishes_short_lists_with_a_warning(tmp_path):
     """Seen and vetoed items leave fewer than num_results: serve what there is, do not block."""
     data = tmp_path / "data"
-    write_segment(data, WINDOW, [
+    result, checks = train_and_cache(data, [
         *[event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")],
         *[event(f"other{i}", item) for i in range(3) for item in ("d", "e")],
-    ])
-    amp = AmpResource(data_dir=str(data), num_results=4)
-    resources = {"amp": amp, "personalize": LOCAL_ONLY}
-    with dg.instance_for_test() as instance:
-        assert dg.materialize([raw_events, interactions, impressions], partition_key=WINDOW, resources=resources, instance=instance).success
-        result = dg.materialize(MODEL_ASSETS, resources=resources, instance=instance)
+    ], num_results=4)
     assert result.success
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "recommendations"}
-    assert evaluations["every_active_user_has_recommendations"] and evaluations["lists_are_full"] is False
+    assert checks["every_active_user_has_recommendations"] and checks["lists_are_full"] is False
     recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
     assert recs.filter(pl.col("user_id") == "reader0")["item_id"].sort().to_list() == ["d", "e"]
     assert partition_path(data / "lake", "popular_items").exists()
