@@ -24,6 +24,7 @@ import orjson
 from amp_personalize.events import EventShapeError, extract
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_SECONDS = 600.0
 # What reading a damaged file raises: gzip's BadGzipFile (an OSError) and EOFError for a cut-short
 # stream, zlib.error for corrupt deflate data, BadZipFile for a bad CRC or header, NotImplementedError
 # for a compression method zipfile lacks, RuntimeError for an encrypted member.
@@ -127,7 +128,8 @@ def batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
 def retry_after_seconds(value: str | None) -> float:
     """A Retry-After header's wait: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
 
-    0 when absent, past, or unparseable, which leaves the wait to the exponential backoff.
+    0 when absent, past, or unparseable, which leaves the wait to the exponential backoff; at
+    most MAX_RETRY_AFTER_SECONDS.
     """
     if not value:
         return 0.0
@@ -141,7 +143,9 @@ def retry_after_seconds(value: str | None) -> float:
         if when.tzinfo is None:  # "-0000": UTC by RFC 5322
             when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - time.time()
-    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+    # Capped: replay is run by someone waiting for it, and it gives up after max_retries anyway;
+    # past about 9e9 seconds time.sleep itself would overflow.
+    return min(seconds, MAX_RETRY_AFTER_SECONDS) if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def post_batch(

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from amp_personalize.cli import main
 from amp_personalize.receiver import create_app
-from amp_personalize.replay import replay
+from amp_personalize.replay import MAX_RETRY_AFTER_SECONDS, replay, retry_after_seconds
 from amp_personalize_tests.conftest import WEBHOOK, LiveReceiver, landed_lines
 
 
@@ -139,6 +139,11 @@ def test_replay_falls_back_to_its_backoff_on_a_retry_after_it_cannot_use(setting
         summary = replay(paths[:1], live.url + WEBHOOK, batch_size=100, backoff=0.01, progress=False)
     assert (summary.sent, summary.failed, summary.retries) == (10, 0, 2)
     assert time.monotonic() - started < 5
+
+
+def test_a_retry_after_beyond_reason_is_capped_not_an_overflow():
+    assert retry_after_seconds("1e300") == MAX_RETRY_AFTER_SECONDS == retry_after_seconds("Fri, 31 Dec 9999 23:59:59 GMT")
+    assert retry_after_seconds("7") == 7.0
 
 
 def damaged_files(tmp_path):
