@@ -11,6 +11,9 @@ window_job = dg.define_asset_job(
     selection=["raw_events", "interactions", "impressions"],
     partitions_def=WINDOWS,
     description="One landing window: raw_events, then interactions and impressions, with their checks.",
+    # A window of a million events takes seconds; past two hours the run is hung (or its worker
+    # died), and with run monitoring on the daemon ends it, so the next window is not held back.
+    tags={"dagster/max_runtime": "7200"},
 )
 scores_job = dg.define_asset_job(
     "refresh_user_item_scores",

@@ -16,10 +16,22 @@ from pathlib import Path
 from amp_personalize.settings import Settings
 
 
+# Window runs go one at a time (see landing_sensor), so a run whose worker died must not stay
+# STARTED for ever: with monitoring on, the daemon ends a run past its `dagster/max_runtime`.
+DEFAULT_INSTANCE_YAML = """\
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 60
+"""
+
+
 def dagster_home(settings: Settings) -> Path:
+    """The instance `make up` and `process` share when DAGSTER_HOME is unset, under <data>/dagster."""
     home = (settings.data_dir / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():  # a user's own file is left alone
+        config.write_text(DEFAULT_INSTANCE_YAML)
     return home
 
 

@@ -66,3 +66,23 @@ def test_up_starts_both_and_ctrl_c_stops_both(tmp_path, started_as):
     while (left := subprocess.run(["pgrep", "-f", str(tmp_path / "data" / "dagster")], capture_output=True, text=True).stdout.split()):
         assert time.monotonic() < deadline, f"processes left running: {left}"
         time.sleep(0.25)
+
+
+def test_the_default_instance_ends_hung_window_runs_and_a_users_own_config_is_kept(tmp_path):
+    """One window run at a time: a run whose worker died must not hold the others back for ever."""
+    import dagster as dg
+
+    from amp_personalize.definitions import defs
+    from amp_personalize.services import dagster_home
+    from amp_personalize.settings import Settings
+
+    home = dagster_home(Settings.from_env({"AMP_DATA_DIR": str(tmp_path / "data")}))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_monitoring_enabled
+    assert defs.resolve_job_def("process_window").tags["dagster/max_runtime"] == "7200"
+
+    own = tmp_path / "own" / "data"
+    (own / "dagster").mkdir(parents=True)
+    (own / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster_home(Settings.from_env({"AMP_DATA_DIR": str(own)}))
+    assert (own / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
