@@ -7,8 +7,8 @@ import polars as pl
 from amp_personalize.checks.rules import Check, CheckContext, Outcome, unique
 
 
-def list_sizes(active_users: pl.Series, at_least):
-    """Every active user's list has at least `at_least(num_results)` items."""
+def list_sizes(active_users: pl.Series, at_least: int):
+    """Every active user's list has at least `at_least` items."""
 
     def run(df: pl.DataFrame, ctx: CheckContext) -> Outcome:
         sizes = pl.DataFrame({"user_id": active_users}).join(df.group_by("user_id").len(), on="user_id", how="left")
