@@ -129,6 +129,8 @@ def test_a_failed_import_fails_the_run_clearly_and_marks_nothing_done(tmp_path):
     assert "is CREATE FAILED: Input CSV is missing the column EVENT_TYPE" in failure
     ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
     assert ledger.imports() == 0 and ledger.count() == 0
+    some = pl.read_parquet(next((tmp_path / "lake" / "interactions").glob("*.parquet")))["event_id"].head(5).to_list()
+    assert ledger.already_pushed(some) == set()  # released: the live push or the next import takes them
     assert latest_version(tmp_path / "models") is None
 
 

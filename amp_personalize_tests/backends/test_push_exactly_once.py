@@ -105,3 +105,24 @@ def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):
     ledger.record(["new-1"])
     assert ledger.prune(cutoff) == 2
     assert ledger.count() == 1 and ledger.already_pushed(["old-1", "old-2", "new-1"]) == {"new-1"}
+
+
+def test_the_live_push_leaves_what_an_import_in_flight_claimed_and_takes_it_back_if_it_fails(tmp_path):
+    """An import job runs for many minutes; a push meanwhile must not send its rows a second way."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    assert ledger.claim_for_import("import-1", ["e0", "e1", "e0"], stale_before_ms=0) == ["e0", "e1"]
+    assert ledger.claim_for_import("import-2", ["e0", "e1"], stale_before_ms=0) == []  # in flight: not twice
+    sent: list[str] = []
+    client = client_recording(sent)
+    with Stubber(client) as stub:
+        stub.add_response("put_events", {})
+        stats = push(put_events_requests(events(["e0", "e1", "e2"]), "tid"), client, ledger, sleep=lambda s: None)
+    assert sent == ["e2"] and stats.skipped_already_pushed == 2
+
+    ledger.release_import("import-1")  # the job failed
+    assert ledger.already_pushed(["e0", "e1", "e2"]) == {"e2"}
+    # A claim whose import died without recording or releasing is released once stale.
+    ledger.claim_for_import("import-3", ["e0"], stale_before_ms=0)
+    assert ledger.claim_for_import("import-4", ["e0"], stale_before_ms=int(time.time() * 1000) + 1) == ["e0"]
+    ledger.record_import("arn:import-4", "INCREMENTAL", ["e0"], job_name="import-4")
+    assert ledger.already_pushed(["e0"]) == {"e0"} and ledger.claim_for_import("import-5", ["e0"], stale_before_ms=0) == []

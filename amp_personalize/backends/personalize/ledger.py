@@ -7,8 +7,9 @@ The one window left is a crash inside a single call, after Personalize accepted 
 the ledger commit: that call's events are sent again on the next run (at most 10 events).
 
 Bulk imports record their event ids here too, so an event is in Personalize once whichever path
-took it there; and the landing segments whose events are all pushed are listed, so the sensor
-knows what is left without reading any events.
+took it there. An import claims its ids before its job starts (under the push lock), so a push
+run during the job's minutes leaves them to it; a failed job releases them. The landing segments
+whose events are all pushed are listed, so the sensor knows what is left without reading events.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ class PushInProgress(RuntimeError):
 
 
 @contextmanager
-def exclusive_push(path: Path) -> Iterator[None]:
-    """Held for a whole push run: the ledger check and the send are not one atomic step."""
+def exclusive_push(path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Held for a whole push run (the ledger check and the send are not one atomic step), and
+    while an import claims its rows. With wait_seconds, waits that long for a holder to finish."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
     with open(path.with_suffix(".lock"), "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PushInProgress(f"another run is pushing from {path}; this one leaves the segments to it") from None
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PushInProgress(f"another run is pushing from {path}; this one leaves the segments to it") from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -45,6 +52,7 @@ def exclusive_push(path: Path) -> Iterator[None]:
 
 class Ledger:
     def __init__(self, path: Path) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the push workers, serialised by a lock (sqlite's own
         # threading rules), so a commit is one fsync whichever worker makes it.
@@ -60,14 +68,26 @@ class Ledger:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
         )
+        # Ids an import job in flight is bringing in: the live push leaves them to it.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at INTEGER NOT NULL)"
+        )
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
-        found: set[str] = set()
+        """Ids Personalize has (pushed or imported) or an import in flight is bringing in."""
         with self._lock:
-            for start in range(0, len(event_ids), _CHUNK):
-                chunk = event_ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(r[0] for r in self._db.execute(f"SELECT event_id FROM pushed WHERE event_id IN ({marks})", chunk))
+            return self._known(self._db, event_ids)
+
+    @staticmethod
+    def _known(db: sqlite3.Connection, event_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(event_ids), _CHUNK):
+            chunk = event_ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in db.execute(
+                f"SELECT event_id FROM pushed WHERE event_id IN ({marks}) UNION SELECT event_id FROM importing WHERE event_id IN ({marks})",
+                chunk + chunk,
+            ))
         return found
 
     @contextmanager
@@ -87,12 +107,33 @@ class Ledger:
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
 
-    def record_import(self, job_arn: str, mode: str, event_ids: list[str]) -> None:
+    def claim_for_import(self, job_name: str, event_ids: list[str], stale_before_ms: int) -> list[str]:
+        """The ids nobody has or is bringing in, now claimed for this import, in one transaction.
+
+        Claims older than stale_before_ms belong to an import that died before it could record
+        or release them: they are released first, so their events are imported again.
+        """
+        now = int(time.time() * 1000)
+        with self._write() as db:
+            db.execute("DELETE FROM importing WHERE claimed_at < ?", (stale_before_ms,))
+            known = self._known(db, event_ids)
+            missing = [e for e in dict.fromkeys(event_ids) if e not in known]
+            db.executemany("INSERT INTO importing VALUES (?, ?, ?)", [(e, job_name, now) for e in missing])
+        return missing
+
+    def release_import(self, job_name: str) -> None:
+        """A failed import: its ids go back to whichever path takes them next."""
+        with self._write() as db:
+            db.execute("DELETE FROM importing WHERE job_name = ?", (job_name,))
+
+    def record_import(self, job_arn: str, mode: str, event_ids: list[str], job_name: str | None = None) -> None:
         """An ACTIVE import: its events are in Personalize, and the next import is INCREMENTAL."""
         now = int(time.time() * 1000)
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
             db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)", (job_arn, mode, len(event_ids), now))
+            if job_name is not None:
+                db.execute("DELETE FROM importing WHERE job_name = ?", (job_name,))
 
     def imports(self) -> int:
         with self._lock:

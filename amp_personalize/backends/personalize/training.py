@@ -8,6 +8,7 @@ dataset, where the exclusion filter reads them on every recommendation call.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -18,7 +19,7 @@ from amp_personalize.backends.personalize.bulk_import import (
 )
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.jobs import Poll, job_name, wait_for
-from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.ledger import Ledger, exclusive_push
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.events import WeightTable
 from amp_personalize.settings import PersonalizeSettings
@@ -81,20 +82,27 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     real-time push never puts an event in twice. Nothing is recorded unless the job is ACTIVE.
     """
     settings.require("interactions_dataset_arn", "role_arn", "s3_url")
-    # Asked per candidate id (indexed lookups), so memory follows the history window's rows,
-    # not everything the ledger holds.
-    known = ledger.already_pushed(rows["event_id"].to_list())
-    missing = rows.filter(~pl.col("event_id").is_in(pl.Series(list(known), dtype=pl.String))) if known else rows
-    if missing.height == 0:
-        return ImportResult(None, None, 0)
-    full = ledger.imports() == 0
     name = job_name("interactions")
+    # Claimed under the push lock: a push run after this leaves the claimed ids to the import,
+    # and one before it has recorded what it sent. Asked per candidate id (indexed lookups), so
+    # memory follows the history window's rows, not everything the ledger holds.
+    stale = int((time.time() - poll.timeout_seconds - 3600) * 1000)
+    with exclusive_push(ledger.path, wait_seconds=600):
+        claimed = ledger.claim_for_import(name, rows["event_id"].to_list(), stale_before_ms=stale)
+    if not claimed:
+        return ImportResult(None, None, 0)
+    missing = rows.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String)))
+    full = ledger.imports() == 0
     bucket, _, prefix = settings.s3_url.removeprefix("s3://").partition("/")
     key = f"{prefix}/imports/{name}.csv".lstrip("/")
-    clients.s3.put_object(Bucket=bucket, Key=key, Body=interactions_csv(missing))
-    arn = run_import(clients.personalize, settings.interactions_dataset_arn, f"s3://{bucket}/{key}", settings.role_arn, full, name, poll)
+    try:
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=interactions_csv(missing))
+        arn = run_import(clients.personalize, settings.interactions_dataset_arn, f"s3://{bucket}/{key}", settings.role_arn, full, name, poll)
+    except BaseException:
+        ledger.release_import(name)
+        raise
     mode = "FULL" if full else "INCREMENTAL"
-    ledger.record_import(arn, mode, missing["event_id"].to_list())
+    ledger.record_import(arn, mode, missing["event_id"].to_list(), job_name=name)
     return ImportResult(arn, mode, missing.height)
 
 
