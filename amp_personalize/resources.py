@@ -25,15 +25,15 @@ MIRRORED = (
 class AmpResource(dg.ConfigurableResource):
     data_dir: str = "data"
     weights_file: str | None = None
-    window_minutes: int = 60
-    history_days: int = 90
-    dedupe_lookback_hours: int = 24
-    future_skew_minutes: int = 10
-    grace_seconds: float = 30.0
-    active_days: int = 30
-    num_results: int = 25
-    exclude_seen: bool = True
-    backend: str = "local"
+    window_minutes: int = Settings.window_minutes
+    history_days: int = Settings.history_days
+    dedupe_lookback_hours: int = Settings.dedupe_lookback_hours
+    future_skew_minutes: int = Settings.future_skew_minutes
+    grace_seconds: float = Settings.grace_seconds
+    active_days: int = Settings.active_days
+    num_results: int = Settings.num_results
+    exclude_seen: bool = Settings.exclude_seen
+    backend: str = Settings.backend
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AmpResource":

@@ -212,15 +212,15 @@ class PersonalizeSettings:
             filter_arn=_arn(env, "AWS_PERSONALIZE_FILTER_ARN", "filter"),
             role_arn=role,
             s3_url=s3_url.rstrip("/") if s3_url else None,
-            push_tps=_float(env, "AMP_PERSONALIZE_PUSH_TPS", 50.0, minimum=0.1),
-            push_concurrency=_int(env, "AMP_PERSONALIZE_PUSH_CONCURRENCY", 4, minimum=1),
-            push_interval_seconds=_int(env, "AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS", 30, minimum=1),
-            recommend_tps=_float(env, "AMP_PERSONALIZE_RECOMMEND_TPS", 20.0, minimum=0.1),
-            recommend_concurrency=_int(env, "AMP_PERSONALIZE_RECOMMEND_CONCURRENCY", 8, minimum=1),
-            batch_users=_int(env, "AMP_PERSONALIZE_BATCH_USERS", 20_000, minimum=1),
+            push_tps=_float(env, "AMP_PERSONALIZE_PUSH_TPS", cls.push_tps, minimum=0.1),
+            push_concurrency=_int(env, "AMP_PERSONALIZE_PUSH_CONCURRENCY", cls.push_concurrency, minimum=1),
+            push_interval_seconds=_int(env, "AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS", cls.push_interval_seconds, minimum=1),
+            recommend_tps=_float(env, "AMP_PERSONALIZE_RECOMMEND_TPS", cls.recommend_tps, minimum=0.1),
+            recommend_concurrency=_int(env, "AMP_PERSONALIZE_RECOMMEND_CONCURRENCY", cls.recommend_concurrency, minimum=1),
+            batch_users=_int(env, "AMP_PERSONALIZE_BATCH_USERS", cls.batch_users, minimum=1),
             training_mode=mode,
-            job_timeout_seconds=_float(env, "AMP_PERSONALIZE_JOB_TIMEOUT_SECONDS", 4 * 3600, minimum=1),
-            poll_seconds=_float(env, "AMP_PERSONALIZE_POLL_SECONDS", 30.0, minimum=0.01),
+            job_timeout_seconds=_float(env, "AMP_PERSONALIZE_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, minimum=1),
+            poll_seconds=_float(env, "AMP_PERSONALIZE_POLL_SECONDS", cls.poll_seconds, minimum=0.01),
         )
 
 

@@ -17,24 +17,25 @@ from amp_personalize.settings import PersonalizeSettings
 
 class PersonalizeResource(dg.ConfigurableResource):
     s3: S3Resource
-    tracking_id: str | None = None
-    campaign_arn: str | None = None
-    sims_campaign_arn: str | None = None
-    dataset_group_arn: str | None = None
-    interactions_dataset_arn: str | None = None
-    solution_arn: str | None = None
-    filter_arn: str | None = None
-    role_arn: str | None = None
-    s3_url: str | None = None
-    push_tps: float = 50.0
-    push_concurrency: int = 4
-    push_interval_seconds: int = 30
-    recommend_tps: float = 20.0
-    recommend_concurrency: int = 8
-    batch_users: int = 20_000
-    training_mode: str = "FULL"
-    job_timeout_seconds: float = 4 * 3600
-    poll_seconds: float = 30.0
+    # Defaults are the settings' own, so the two cannot drift apart.
+    tracking_id: str | None = PersonalizeSettings.tracking_id
+    campaign_arn: str | None = PersonalizeSettings.campaign_arn
+    sims_campaign_arn: str | None = PersonalizeSettings.sims_campaign_arn
+    dataset_group_arn: str | None = PersonalizeSettings.dataset_group_arn
+    interactions_dataset_arn: str | None = PersonalizeSettings.interactions_dataset_arn
+    solution_arn: str | None = PersonalizeSettings.solution_arn
+    filter_arn: str | None = PersonalizeSettings.filter_arn
+    role_arn: str | None = PersonalizeSettings.role_arn
+    s3_url: str | None = PersonalizeSettings.s3_url
+    push_tps: float = PersonalizeSettings.push_tps
+    push_concurrency: int = PersonalizeSettings.push_concurrency
+    push_interval_seconds: int = PersonalizeSettings.push_interval_seconds
+    recommend_tps: float = PersonalizeSettings.recommend_tps
+    recommend_concurrency: int = PersonalizeSettings.recommend_concurrency
+    batch_users: int = PersonalizeSettings.batch_users
+    training_mode: str = PersonalizeSettings.training_mode
+    job_timeout_seconds: float = PersonalizeSettings.job_timeout_seconds
+    poll_seconds: float = PersonalizeSettings.poll_seconds
 
     @classmethod
     def from_settings(cls, settings: PersonalizeSettings, s3: S3Resource | None = None) -> "PersonalizeResource":
