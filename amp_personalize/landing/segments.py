@@ -49,6 +49,13 @@ def ensure_dir(path: Path) -> None:
         fsync_dir(directory.parent)
 
 
+def landing_windows(landing_dir: Path) -> list[str]:
+    """The window folders under landing_dir, oldest first."""
+    if not landing_dir.exists():
+        return []
+    return sorted(p.name for p in landing_dir.iterdir() if p.is_dir() and p.name[:1].isdigit())
+
+
 def sealed_segments(landing_dir: Path, window: str | None = None) -> list[Path]:
     pattern = f"{window}/*{SEALED_SUFFIX}" if window else f"*/*{SEALED_SUFFIX}"
     return sorted(landing_dir.glob(pattern))

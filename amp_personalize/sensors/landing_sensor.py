@@ -13,7 +13,6 @@ from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
 
-
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -27,18 +26,18 @@ def run_key(window: str) -> str:
     return f"window-{window}"
 
 
-def window_in_flight(instance: dg.DagsterInstance) -> str | None:
-    """The partition of a process_window run that has not finished, if any."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=window_job.name, statuses=IN_FLIGHT), limit=1)
-    return records[0].dagster_run.tags.get("dagster/partition", "?") if records else None
+def run_in_flight(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun | None:
+    """A run of that job that has not finished, if any."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=1)
+    return records[0].dagster_run if records else None
 
 
 @dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.SensorResult | dg.SkipReason:
     """Requests the window job for the oldest landing window that is closed, sealed and past grace."""
-    busy = window_in_flight(context.instance)
+    busy = run_in_flight(context.instance, window_job.name)
     if busy is not None:  # the cursor stays: what is ready now is still ready next tick
-        why = f"window {busy} is still being processed; windows run one at a time, oldest first"
+        why = f"window {busy.tags.get('dagster/partition', '?')} is still being processed; windows run one at a time, oldest first"
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
     settings = amp.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}

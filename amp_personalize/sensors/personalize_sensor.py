@@ -6,14 +6,8 @@ from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.realtime import pending_segments, segment_name
 from amp_personalize.jobs import push_job
 from amp_personalize.resources import AmpResource
+from amp_personalize.sensors.landing_sensor import run_in_flight
 from amp_personalize.settings import Settings
-
-ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 @dg.sensor(
@@ -24,9 +18,9 @@ ACTIVE = [
 def personalize_events_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.RunRequest | dg.SkipReason:
     """Lists sealed segments against the ledger (no event is read here); one push run at a time."""
     settings = amp.settings()
-    in_flight = context.instance.get_run_records(dg.RunsFilter(job_name=push_job.name, statuses=ACTIVE), limit=1)
-    if in_flight:
-        return dg.SkipReason(f"push run {in_flight[0].dagster_run.run_id} is still going; it or the next takes the new segments")
+    in_flight = run_in_flight(context.instance, push_job.name)
+    if in_flight is not None:
+        return dg.SkipReason(f"push run {in_flight.run_id} is still going; it or the next takes the new segments")
     ledger = Ledger(settings.ledger_path)
     try:
         pending = pending_segments(settings.landing_dir, ledger, settings.window_minutes)

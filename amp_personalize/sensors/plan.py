@@ -12,7 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from amp_personalize.events.windows import window_start_ms
-from amp_personalize.landing.segments import open_segments, recover, sealed_segments
+from amp_personalize.landing.segments import (
+    landing_windows,
+    open_segments,
+    recover,
+    sealed_segments,
+)
 from amp_personalize.settings import Settings
 
 
@@ -25,12 +30,6 @@ class WindowPlan:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def landing_windows(landing_dir: Path) -> list[str]:
-    if not landing_dir.exists():
-        return []
-    return sorted(p.name for p in landing_dir.iterdir() if p.is_dir() and p.name[:1].isdigit())
 
 
 def plan_windows(

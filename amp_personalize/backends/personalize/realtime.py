@@ -22,8 +22,8 @@ from amp_personalize.backends.personalize.put_events import (
     EVENTS_SCHEMA,
     put_events_requests,
 )
-from amp_personalize.events.windows import WINDOW_KEY_FORMAT, window_key, window_of
-from amp_personalize.landing.segments import SEALED_SUFFIX
+from amp_personalize.events.windows import window_key, window_of
+from amp_personalize.landing.segments import landing_windows, sealed_segments
 from amp_personalize.transforms import UTC_MS
 from amp_personalize.transforms.interactions import weighted
 from amp_personalize.transforms.landing import read_landing
@@ -38,26 +38,15 @@ def segment_name(landing_dir: Path, path: Path) -> str:
     return path.relative_to(landing_dir).as_posix()
 
 
-def pending_segments(landing_dir: Path, ledger: Ledger, window_minutes: int, now_ms: int | None = None) -> list[Path]:
+def pending_segments(landing_dir: Path, ledger: Ledger, window_minutes: int) -> list[Path]:
     """Sealed segments of the live windows whose events are not all in Personalize yet, oldest first."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    since = window_key(window_of(now_ms - LIVE_HOURS * 3_600_000, window_minutes))
+    since = window_key(window_of(int(time.time() * 1000) - LIVE_HOURS * 3_600_000, window_minutes))
     done = ledger.done_segments(since)
-    windows = sorted(d.name for d in landing_dir.iterdir() if d.is_dir() and _is_window(d.name) and d.name >= since) if landing_dir.is_dir() else []
-    pending = []
-    for window in windows:
-        for path in sorted((landing_dir / window).glob(f"*{SEALED_SUFFIX}")):
-            if segment_name(landing_dir, path) not in done:
-                pending.append(path)
-    return pending
-
-
-def _is_window(name: str) -> bool:
-    try:
-        time.strptime(name, WINDOW_KEY_FORMAT)
-    except ValueError:
-        return False
-    return True
+    return [
+        path
+        for window in landing_windows(landing_dir) if window >= since
+        for path in sealed_segments(landing_dir, window) if segment_name(landing_dir, path) not in done
+    ]
 
 
 SHOWN_SCHEMA = {"user_id": pl.String(), "event_time": UTC_MS, "items_shown": pl.List(pl.String())}
@@ -67,8 +56,10 @@ def push_frame(raw: pl.DataFrame, weights: pl.DataFrame, earlier_shown: pl.DataF
     """Weighted interactions with their impressions attached (EVENTS_SCHEMA plus received_at),
     and this batch's impression events (SHOWN_SCHEMA) for the next batch to attach from."""
     events = weighted(raw, weights)
-    interactions = events.filter(~pl.col("is_impression"), pl.col("item_id").is_not_null()).select(*EVENTS_SCHEMA, "received_at").collect()
-    shown = events.filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0).select(list(SHOWN_SCHEMA)).collect()
+    interactions, shown = pl.collect_all([  # one plan: the lower-casing and weight join run once
+        events.filter(~pl.col("is_impression"), pl.col("item_id").is_not_null()).select(*EVENTS_SCHEMA, "received_at"),
+        events.filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0).select(list(SHOWN_SCHEMA)),
+    ])
     candidates = pl.concat([earlier_shown, shown]) if earlier_shown is not None else shown
     return attach_impressions(interactions, candidates).select(*EVENTS_SCHEMA, "received_at"), shown
 
@@ -107,7 +98,6 @@ def push_segments(
     ledger: Ledger,
     max_tps: float,
     concurrency: int,
-    sleep=time.sleep,
 ) -> LiveReport:
     """Push the segments' events (the ledger drops any already sent) and mark the segments done."""
     landed, malformed = read_landing(segments)
@@ -115,16 +105,15 @@ def push_segments(
     frame, shown = push_frame(raw, weights, _remembered(ledger))
     requests = put_events_requests(frame, tracking_id)
     received = dict(zip(frame["event_id"].to_list(), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
-    stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received, sleep=sleep)
+    stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received)
     _remember(ledger, shown)
     ledger.mark_segments([segment_name(landing_dir, p) for p in segments])
-    impression_only = raw.filter(pl.col("event_type").str.to_lowercase().is_in(weights.filter("is_impression")["event_type"].implode())).height
     return LiveReport(
         segments=len(segments),
         landed=landed.height,
         malformed=malformed,
         interactions=frame.height,
         impressions_attached=int((frame["items_shown"].list.len().fill_null(0) > 0).sum()),
-        impression_only=impression_only,
+        impression_only=shown.height,  # the impression events themselves: PutEvents takes none
         stats=stats,
     )
