@@ -11,10 +11,6 @@ import polars as pl
 
 from amp_personalize.backends.base import RecommenderBackend
 
-# GetRecommendations answers at most 500 items; the local model has no such limit.
-MAX_RESULTS = 500
-
-
 def recommend_without_vetoed(
     backend: RecommenderBackend, model, users: list[str], num_results: int, vetoed: pl.DataFrame
 ) -> pl.DataFrame:
@@ -30,7 +26,7 @@ def recommend_without_vetoed(
     if hit.is_empty():
         return recs
     per_user = vetoed.filter(pl.col("user_id").is_in(hit.implode())).group_by("user_id").len()
-    room = min(num_results + int(per_user["len"].max()), MAX_RESULTS)
+    room = num_results + int(per_user["len"].max())  # a backend with a ceiling applies it
     again = (
         backend.recommend(model, hit.sort().to_list(), room)
         .join(vetoed, on=["user_id", "item_id"], how="anti")

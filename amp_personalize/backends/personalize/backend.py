@@ -100,6 +100,7 @@ class PersonalizeBackend:
 
     def recommend(self, model: TrainedModel, user_ids: list[str], num_results: int) -> pl.DataFrame:
         s = self.settings
+        num_results = min(num_results, recommend.MAX_RESULTS)
         if len(user_ids) > s.batch_users:
             s.require("s3_url", "role_arn")
             return recommend.batch(

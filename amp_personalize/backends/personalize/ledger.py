@@ -126,14 +126,13 @@ class Ledger:
         with self._write() as db:
             db.execute("DELETE FROM importing WHERE job_name = ?", (job_name,))
 
-    def record_import(self, job_arn: str, mode: str, event_ids: list[str], job_name: str | None = None) -> None:
+    def record_import(self, job_arn: str, mode: str, event_ids: list[str], job_name: str) -> None:
         """An ACTIVE import: its events are in Personalize, and the next import is INCREMENTAL."""
         now = int(time.time() * 1000)
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
             db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)", (job_arn, mode, len(event_ids), now))
-            if job_name is not None:
-                db.execute("DELETE FROM importing WHERE job_name = ?", (job_name,))
+            db.execute("DELETE FROM importing WHERE job_name = ?", (job_name,))
 
     def imports(self) -> int:
         with self._lock:

@@ -39,15 +39,15 @@ class PushStats:
 class RateLimiter:
     """At most `tps` calls started per second across threads: each call takes the next slot."""
 
-    def __init__(self, tps: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, tps: float, sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / tps
         self._next = 0.0
         self._lock = threading.Lock()
-        self._clock, self._sleep = clock, sleep
+        self._sleep = sleep
 
     def wait(self) -> None:
         with self._lock:
-            now = self._clock()
+            now = time.monotonic()
             slot = max(self._next, now)
             self._next = slot + self.interval
         if slot > now:
@@ -79,6 +79,9 @@ def push(
     limiter = RateLimiter(max_tps, sleep=sleep)
     lock = threading.Lock()
     stop = threading.Event()
+    # One lookup for the whole run: the caller holds exclusive_push, so nothing else adds to
+    # the ledger meanwhile, and workers need not queue on its lock for a query per request.
+    done = ledger.already_pushed([e["eventId"] for r in requests for e in r["eventList"]])
     by_user: dict[str, list[dict]] = {}
     for request in requests:
         by_user.setdefault(request["userId"], []).append(request)
@@ -108,11 +111,9 @@ def push(
         for request in user_requests:
             if stop.is_set():
                 return
-            ids = [e["eventId"] for e in request["eventList"]]
-            done = ledger.already_pushed(ids)
             todo = [e for e in request["eventList"] if e["eventId"] not in done]
             with lock:
-                stats.skipped_already_pushed += len(ids) - len(todo)
+                stats.skipped_already_pushed += len(request["eventList"]) - len(todo)
             if not todo:
                 continue
             try:

@@ -20,6 +20,8 @@ from amp_personalize.backends.personalize.push import RateLimiter
 from amp_personalize.backends.personalize.validation import validate
 
 SOURCE = "personalize"
+# GetRecommendations and batch inference answer at most this many items per user.
+MAX_RESULTS = 500
 
 
 def _ranked(key: str, key_name: str, items: list[dict], target: str = "item_id") -> list[dict]:
