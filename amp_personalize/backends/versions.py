@@ -11,7 +11,9 @@ import os
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
+from amp_personalize.backends.base import TrainedModel
 from amp_personalize.landing.segments import fsync_dir
 
 LATEST = "LATEST"
@@ -34,6 +36,24 @@ def publish_latest(models_dir: Path, version: str) -> None:
     tmp.write_text(version + "\n")
     os.replace(tmp, models_dir / LATEST)
     fsync_dir(models_dir)
+
+
+def publish_version(
+    models_dir: Path, as_of: datetime, backend: str, metrics: dict, info: dict, write_files: Callable[[Path], None]
+) -> TrainedModel:
+    """A new version folder (the backend's files, then meta.json), then LATEST pointed at it."""
+    version = new_version(as_of)
+    directory = models_dir / version
+    directory.mkdir(parents=True)
+    write_files(directory)
+    write_meta(directory, {"version": version, "backend": backend, "metrics": metrics, "info": info, "as_of": as_of})
+    publish_latest(models_dir, version)
+    return TrainedModel(version, backend, directory, metrics, info)
+
+
+def load_version(path: Path) -> TrainedModel:
+    meta = read_meta(path)
+    return TrainedModel(meta["version"], meta["backend"], path, meta.get("metrics", {}), meta.get("info", {}))
 
 
 def latest_version(models_dir: Path) -> str | None:

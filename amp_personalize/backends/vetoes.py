@@ -11,6 +11,7 @@ import polars as pl
 
 from amp_personalize.backends.base import RecommenderBackend
 
+
 def recommend_without_vetoed(
     backend: RecommenderBackend, model, users: list[str], num_results: int, vetoed: pl.DataFrame
 ) -> pl.DataFrame:

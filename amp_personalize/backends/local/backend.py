@@ -15,12 +15,7 @@ from amp_personalize.backends.metrics import (
     personalize_split,
     relevant_items,
 )
-from amp_personalize.backends.versions import (
-    new_version,
-    publish_latest,
-    read_meta,
-    write_meta,
-)
+from amp_personalize.backends.versions import load_version, publish_version
 
 EVAL_DEPTH = 25  # Personalize's metrics go to rank 25
 # Below these the model has nothing to learn from.
@@ -79,18 +74,13 @@ class LocalBackend:
 
     def publish(self, model: LocalModel, metrics: dict, as_of, models_dir: Path) -> TrainedModel:
         """A new version folder (model, meta.json), then LATEST pointed at it."""
-        version = new_version(as_of)
-        directory = models_dir / version
-        model.save(directory)
         info = {**model.info, "algorithm": model.algorithm, "params": asdict(self.params)}
-        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": as_of})
-        publish_latest(models_dir, version)
-        self._loaded[directory] = model
-        return TrainedModel(version, self.name, directory, metrics, info)
+        trained = publish_version(models_dir, as_of, self.name, metrics, info, model.save)
+        self._loaded[trained.path] = model
+        return trained
 
     def load(self, path: Path) -> TrainedModel:
-        meta = read_meta(path)
-        return TrainedModel(meta["version"], meta["backend"], path, meta.get("metrics", {}), meta.get("info", {}))
+        return load_version(path)
 
     def _model(self, trained: TrainedModel) -> LocalModel:
         if trained.path not in self._loaded:

@@ -26,12 +26,7 @@ from amp_personalize.backends.personalize.impressions import (
 )
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.ledger import Ledger
-from amp_personalize.backends.versions import (
-    new_version,
-    publish_latest,
-    read_meta,
-    write_meta,
-)
+from amp_personalize.backends.versions import load_version, publish_version
 from amp_personalize.events import WeightTable
 from amp_personalize.settings import PersonalizeSettings
 
@@ -86,17 +81,11 @@ class PersonalizeBackend:
             "events_config_updated": weights_updated,
             "filter_arn": s.filter_arn,
         }
-        version = new_version(data.as_of)
-        directory = models_dir / version
-        directory.mkdir(parents=True)
-        data.interactions.select(pl.col("item_id").unique().sort()).write_parquet(directory / CATALOG)
-        write_meta(directory, {"version": version, "backend": self.name, "metrics": metrics, "info": info, "as_of": data.as_of})
-        publish_latest(models_dir, version)
-        return TrainedModel(version, self.name, directory, metrics, info)
+        catalog = data.interactions.select(pl.col("item_id").unique().sort())
+        return publish_version(models_dir, data.as_of, self.name, metrics, info, lambda d: catalog.write_parquet(d / CATALOG))
 
     def load(self, path: Path) -> TrainedModel:
-        meta = read_meta(path)
-        return TrainedModel(meta["version"], meta["backend"], path, meta.get("metrics", {}), meta.get("info", {}))
+        return load_version(path)
 
     def recommend(self, model: TrainedModel, user_ids: list[str], num_results: int) -> pl.DataFrame:
         s = self.settings
