@@ -170,3 +170,29 @@ def test_a_second_push_run_at_the_same_time_refuses_instead_of_sending_twice(tmp
     assert "another run is pushing" in result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
     assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
     assert sent_ids(service) == ["c1"]
+
+
+def test_a_users_calls_stay_in_order_while_other_users_go_in_parallel(tmp_path):
+    """Personalize orders a session by arrival: a user's calls never overtake each other."""
+    from amp_personalize.backends.personalize.push import push
+    from amp_personalize.backends.personalize.put_events import put_events_requests
+    from amp_personalize_tests.backends.test_push_exactly_once import events
+
+    frame = events([f"e{i:02d}" for i in range(50)])  # u0 and u1 alternate: 25 events each, 3 calls each
+    requests = put_events_requests(frame, "tid")
+    clients = make_clients()
+    completed: list[str] = []
+
+    def answer(params):
+        ids = [e["eventId"] for e in params["eventList"]]
+        time.sleep(0.3 if "e00" in ids or "e01" in ids else 0.01)  # each user's first call is slow
+        completed.extend(ids)
+        return {}
+
+    service = Service(clients.events, "PutEvents", answer)
+    push(requests, clients.events, Ledger(tmp_path / "l.sqlite"), max_tps=1000, concurrency=4)
+    for user in ("u0", "u1"):
+        own = {e["eventId"] for q in requests if q["userId"] == user for e in q["eventList"]}
+        sent = [e for e in completed if e in own]
+        assert sent == sorted(sent) and len(sent) == 25, (user, sent)
+    assert service.max_in_flight == 2  # the two users did run side by side

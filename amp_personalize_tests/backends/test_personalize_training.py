@@ -15,6 +15,7 @@ from amp_personalize.backends.personalize.training import (
 )
 from amp_personalize.backends.versions import latest_version, read_meta
 from amp_personalize.events import load_weights
+from amp_personalize.lake.parquet import partition_path, write_atomic
 from amp_personalize.resources import AmpResource
 from amp_personalize_tests.backends.personalize_fakes import (
     CAMPAIGN,
@@ -36,11 +37,11 @@ def resources(data_dir, clients, **settings):
     return {"amp": amp, "personalize": fake_resource(clients, key=str(data_dir), **settings)}
 
 
-def expect_training(stub: Stubber, import_mode: str | None, weights_in_sync: bool) -> None:
+def expect_training(stub: Stubber, import_mode: str | None, weights_in_sync: bool, import_arn: str = f"{DATASET}-import-1") -> None:
     """Every call of one training, each job passing through its intermediate states."""
     if import_mode:
         stub.add_response(
-            "create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"},
+            "create_dataset_import_job", {"datasetImportJobArn": import_arn},
             {"jobName": ANY, "datasetArn": DATASET, "dataSource": {"dataLocation": ANY}, "roleArn": ROLE, "importMode": import_mode},
         )
         for status in ("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE"):
@@ -96,12 +97,26 @@ def test_training_imports_updates_weights_trains_and_moves_the_campaign(tmp_path
             again = dg.materialize([recommender_model], resources=resources(tmp_path, clients))
             stub.assert_no_pending_responses()
         assert again.success
+        meta = read_meta(tmp_path / "models" / latest_version(tmp_path / "models"))
+        assert meta["info"]["import_mode"] is None
+
+        # A window lands with new events: only they go in, INCREMENTAL (FULL would replace the rest).
+        new = pl.read_parquet(partition_path(tmp_path / "lake", "interactions", "20260101T0000Z")).head(5).with_columns(
+            pl.format("new-{}", pl.col("event_id")).alias("event_id"))
+        write_atomic(new, partition_path(tmp_path / "lake", "interactions", "20260101T0100Z"))
+        with Stubber(clients.personalize) as stub:
+            expect_training(stub, import_mode="INCREMENTAL", weights_in_sync=True, import_arn=f"{DATASET}-import-2")
+            third = dg.materialize([recommender_model], resources=resources(tmp_path, clients))
+            stub.assert_no_pending_responses()
+        assert third.success
+        [latest] = [o["Key"] for o in s3.list_objects_v2(Bucket="amp-bucket")["Contents"] if o["Key"] != key]
+        assert pl.read_csv(s3.get_object(Bucket="amp-bucket", Key=latest)["Body"].read()).height == 5
 
     ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
-    assert ledger.imports() == 1 and ledger.count() == rows
+    assert ledger.imports() == 2 and ledger.count() == rows + 5
     meta = read_meta(tmp_path / "models" / latest_version(tmp_path / "models"))
     assert meta["backend"] == "personalize"
-    assert meta["info"]["solution_version_arn"] == VERSION and meta["info"]["import_mode"] is None
+    assert meta["info"]["solution_version_arn"] == VERSION and meta["info"]["import_mode"] == "INCREMENTAL"
     assert meta["metrics"]["model"] == METRICS
     assert meta["metrics"]["local"]["normalized_discounted_cumulative_gain_at_10"] >= 0  # the local model beside it
     materialization = result.asset_materializations_for_node("recommender_model")[0]
