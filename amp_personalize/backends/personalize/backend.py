@@ -20,10 +20,6 @@ from amp_personalize.backends.base import (
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.personalize import recommend, training
 from amp_personalize.backends.personalize.clients import Clients
-from amp_personalize.backends.personalize.impressions import (
-    attach_impressions,
-    impression_lists,
-)
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.versions import load_version, publish_version
@@ -52,10 +48,9 @@ class PersonalizeBackend:
         """Import what Personalize lacks, sync the weights, train a version, move the campaign to it."""
         s = self.settings
         s.require("solution_arn")
-        rows = attach_impressions(data.interactions, impression_lists(data.impressions))
         ledger = Ledger(self.ledger_path)
         try:
-            imported = training.import_missing(self.clients, s, ledger, rows, self.poll)
+            imported = training.import_missing(self.clients, s, ledger, data, self.poll)
         finally:
             ledger.close()
         events = training.events_config(self.weights)

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from amp_personalize.backends.base import TrainingData
 from amp_personalize.backends.personalize.bulk_import import (
     interactions_csv,
     run_import,
 )
 from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.impressions import (
+    attach_impressions,
+    impression_lists,
+)
 from amp_personalize.backends.personalize.jobs import Poll, job_name, wait_for
 from amp_personalize.backends.personalize.ledger import Ledger, exclusive_push
 from amp_personalize.backends.personalize.validation import validate
@@ -75,7 +80,7 @@ class ImportResult:
     rows: int
 
 
-def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledger, rows: pl.DataFrame, poll: Poll) -> ImportResult:
+def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledger, data: TrainingData, poll: Poll) -> ImportResult:
     """Import the interactions Personalize does not have yet: FULL the first time, INCREMENTAL after.
 
     "Has" means pushed live or imported before (the ledger), so a re-run or an overlap with the
@@ -88,10 +93,13 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     # memory follows the history window's rows, not everything the ledger holds.
     stale = int((time.time() - poll.timeout_seconds - 3600) * 1000)
     with exclusive_push(ledger.path, wait_seconds=600):
-        claimed = ledger.claim_for_import(name, rows["event_id"].to_list(), stale_before_ms=stale)
+        claimed = ledger.claim_for_import(name, data.interactions["event_id"].to_list(), stale_before_ms=stale)
     if not claimed:
         return ImportResult(None, None, 0)
-    missing = rows.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String)))
+    # Impressions are attached to the claimed rows only: after the first import that is a few.
+    missing = attach_impressions(
+        data.interactions.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String))), impression_lists(data.impressions)
+    )
     full = ledger.imports() == 0
     bucket, _, prefix = settings.s3_url.removeprefix("s3://").partition("/")
     key = f"{prefix}/imports/{name}.csv".lstrip("/")
