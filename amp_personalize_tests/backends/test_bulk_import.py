@@ -57,6 +57,7 @@ def personalize():
 def test_an_import_walks_every_state_to_active():
     client = personalize()
     name = job_name("interactions", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert name != job_name("interactions", datetime(2026, 1, 1, tzinfo=timezone.utc))  # names are unique per account
     with Stubber(client) as stub:
         stub.add_response("create_dataset_import_job", {"datasetImportJobArn": JOB}, {
             "jobName": name, "datasetArn": ARN, "dataSource": {"dataLocation": "s3://amp/x.csv"}, "roleArn": ROLE, "importMode": "FULL",

@@ -7,6 +7,7 @@ Personalize's own reason and the ARN to look up, and the caller records nothing 
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ def wait_for(describe: Callable[[], dict], what: str, poll: Poll) -> dict:
 
 
 def job_name(kind: str, now: datetime | None = None) -> str:
-    """Unique per second, and within the API's name pattern ([a-zA-Z0-9][a-zA-Z0-9-_]*, 63 characters)."""
+    """Sortable and unique (names are unique per account, and two trainings can start in one
+    second), within the API's name pattern ([a-zA-Z0-9][a-zA-Z0-9-_]*, 63 characters)."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return re.sub(r"[^a-zA-Z0-9_-]", "-", f"amp-{kind}-{stamp}")[:63]
+    return re.sub(r"[^a-zA-Z0-9_-]", "-", f"amp-{kind}-{stamp}-{secrets.token_hex(3)}")[:63]
