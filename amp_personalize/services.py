@@ -15,7 +15,6 @@ from pathlib import Path
 
 from amp_personalize.settings import Settings
 
-
 # Window runs go one at a time (see landing_sensor), so a run whose worker died must not stay
 # STARTED for ever: with monitoring on, the daemon ends a run past its `dagster/max_runtime`.
 DEFAULT_INSTANCE_YAML = """\

@@ -19,6 +19,7 @@ from amp_personalize.backends.personalize.realtime import (
 )
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.resources import AmpResource
+from amp_personalize.settings import PersonalizeSettings, Settings
 from amp_personalize.transforms.weights import weights_frame
 
 PRUNE_MARGIN_DAYS = 2
@@ -42,14 +43,12 @@ def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, pers
     live.require("tracking_id")
     try:
         with exclusive_push(settings.ledger_path):
-            return _push(amp, personalize)
+            return _push(amp, settings, live, personalize.clients().events)
     except PushInProgress as busy:
         raise dg.Failure(description=str(busy)) from None
 
 
-def _push(amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
-    settings = amp.settings()
-    live = personalize.settings()
+def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, events_client) -> dg.MaterializeResult:
     ledger = Ledger(settings.ledger_path)
     try:
         segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
@@ -59,7 +58,7 @@ def _push(amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeR
             return dg.MaterializeResult(metadata={"segments": 0, "calls": 0, "events": 0})
         try:
             report = push_segments(
-                segments, settings.landing_dir, weights_frame(amp.weights()), live.tracking_id, personalize.clients().events,
+                segments, settings.landing_dir, weights_frame(amp.weights()), live.tracking_id, events_client,
                 ledger, live.push_tps, live.push_concurrency,
             )
         except PushFailed as failure:

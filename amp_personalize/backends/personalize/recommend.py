@@ -42,14 +42,17 @@ def _fan_out(calls: list[dict], call, tps: float, concurrency: int) -> list:
         return list(pool.map(one, calls))
 
 
+def recommendations_request(campaign_arn: str, user_id: str, num_results: int, filter_arn: str | None) -> dict:
+    """One GetRecommendations request, checked against the API's model."""
+    params = {"campaignArn": campaign_arn, "userId": user_id, "numResults": num_results}
+    if filter_arn:
+        params["filterArn"] = filter_arn
+    validate("personalize-runtime", "GetRecommendations", params)
+    return params
+
+
 def realtime(clients: Clients, campaign_arn: str, user_ids: list[str], num_results: int, filter_arn: str | None, tps: float, concurrency: int) -> pl.DataFrame:
-    calls = []
-    for user in user_ids:
-        params = {"campaignArn": campaign_arn, "userId": user, "numResults": num_results}
-        if filter_arn:
-            params["filterArn"] = filter_arn
-        validate("personalize-runtime", "GetRecommendations", params)
-        calls.append(params)
+    calls = [recommendations_request(campaign_arn, user, num_results, filter_arn) for user in user_ids]
     replies = _fan_out(calls, clients.runtime.get_recommendations, tps, concurrency)
     rows = [row for params, reply in zip(calls, replies) for row in _ranked(params["userId"], "user_id", reply.get("itemList", []))]
     return pl.DataFrame(rows, schema={k: v for k, v in RECOMMENDATIONS_SCHEMA.items() if k != "source"}).with_columns(

@@ -7,6 +7,7 @@ call; these answer live from the campaign, with the exclusion filter, as the see
 from __future__ import annotations
 
 from amp_personalize.backends.personalize.clients import Clients, make_clients
+from amp_personalize.backends.personalize.recommend import recommendations_request
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.settings import PersonalizeSettings, Settings
 
@@ -23,10 +24,7 @@ class PersonalizeService:
 
     def get_recommendations(self, user_id: str, num_results: int = 20) -> list[dict]:
         self.settings.require("campaign_arn")
-        params = {"campaignArn": self.settings.campaign_arn, "userId": str(user_id), "numResults": num_results}
-        if self.settings.filter_arn:
-            params["filterArn"] = self.settings.filter_arn
-        return self._ask(params)
+        return self._ask(recommendations_request(self.settings.campaign_arn, str(user_id), num_results, self.settings.filter_arn))
 
     def get_similar_items(self, item_id: str, num_results: int = 20) -> list[dict]:
         self.settings.require("sims_campaign_arn")
