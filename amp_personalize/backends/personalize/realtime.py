@@ -66,10 +66,9 @@ def push_frame(raw: pl.DataFrame, weights: pl.DataFrame, earlier_shown: pl.DataF
 
 def _remembered(ledger: Ledger) -> pl.DataFrame:
     rows = ledger.recent_impressions()
-    return pl.DataFrame(
-        {"user_id": [r[0] for r in rows], "event_time": [r[1] for r in rows], "items_shown": [orjson.loads(r[2]) for r in rows]},
-        schema={"user_id": pl.String(), "event_time": pl.Int64(), "items_shown": pl.List(pl.String())},
-    ).with_columns(pl.col("event_time").cast(UTC_MS))
+    return pl.DataFrame(rows, schema={"user_id": pl.String(), "event_time": pl.Int64(), "items_shown": pl.String()}, orient="row").with_columns(
+        pl.col("event_time").cast(UTC_MS), pl.col("items_shown").str.json_decode(pl.List(pl.String()))
+    )
 
 
 def _remember(ledger: Ledger, shown: pl.DataFrame) -> None:
