@@ -23,7 +23,7 @@ packing, and that the workers reach the configured TPS without ever going over i
 
 The TPS cap holds when no 1-second window, sliding over every call start, holds more than --tps
 calls (+1 for a call exactly on the boundary); it is checked on the client's send times
-(PushStats.call_times), what the rate limiter controls, and shown on the endpoint's arrival times,
+(recorded on the client's before-call event), what the rate limiter controls, and shown on the endpoint's arrival times,
 which trail the sends by boto3's serialising and signing. Not measured: TLS, the real service's
 latency spread and its throttling.
 
@@ -81,7 +81,7 @@ def serve(port: int, latency_ms: float) -> None:
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        arrived = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the client's call_times
+        arrived = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the client's send times
         more = True
         while more:
             message = await receive()
@@ -195,12 +195,21 @@ def pick_users(requests: list[dict], calls: int, seed: int) -> list[dict]:
 def run_push(requests: list[dict], client, url: str, ledger_path: Path, tps: float, concurrency: int) -> dict:
     arrivals(url)  # drop whatever arrived before this run
     ledger = Ledger(ledger_path)
+    send_times: list[float] = []  # every attempt, as the client hands it to botocore to send
+
+    def sending(**_) -> None:
+        send_times.append(time.monotonic())
+
+    client.meta.events.register("before-call.personalize-events.PutEvents", sending)
     cpu, started = time.process_time(), time.perf_counter()
-    stats: PushStats = push(requests, client, ledger, max_tps=tps, concurrency=concurrency)
+    try:
+        stats: PushStats = push(requests, client, ledger, max_tps=tps, concurrency=concurrency)
+    finally:
+        client.meta.events.unregister("before-call.personalize-events.PutEvents", sending)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     ledger.close()
     server = arrivals(url)
-    sends = np.array(stats.call_times)
+    sends = np.array(send_times)
     latencies = np.array(stats.latencies) * 1000
     middle = np.sort(sends)[int(len(sends) * 0.05) : int(len(sends) * 0.95)]
     return {

@@ -33,7 +33,6 @@ class PushStats:
     retries: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds per acknowledged call
     lags: list[float] = field(default_factory=list)  # seconds from the receiver's ack to Personalize's, per event
-    call_times: list[float] = field(default_factory=list)  # monotonic send time of every attempt
 
 
 class RateLimiter:
@@ -90,8 +89,6 @@ def push(
         for attempt in range(max_retries + 1):
             limiter.wait()
             started = time.perf_counter()
-            with lock:
-                stats.call_times.append(time.monotonic())
             try:
                 client.put_events(**call)
                 return time.perf_counter() - started
