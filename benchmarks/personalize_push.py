@@ -50,6 +50,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from amp_personalize.backends.personalize.clients import make_clients
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.push import PushStats, push
 from amp_personalize.backends.personalize.put_events import (
@@ -132,13 +133,11 @@ def arrivals(url: str) -> np.ndarray:
 
 
 def events_client(url: str, concurrency: int):
-    """The push's client as clients.make_clients builds it, pointed at the local endpoint."""
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
-    return session.client("personalize-events", endpoint_url=url,
-                          config=Config(retries={"total_max_attempts": 1}, max_pool_connections=max(10, concurrency)))
+    """The push's own client (clients.make_clients), pointed at the local endpoint the way a user
+    would point it anywhere: boto3's AWS_ENDPOINT_URL_PERSONALIZE_EVENTS."""
+    os.environ.update({"AWS_ENDPOINT_URL_PERSONALIZE_EVENTS": url, "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    return make_clients(None, push_concurrency=concurrency).events
 
 
 # -- measuring -------------------------------------------------------------------------------

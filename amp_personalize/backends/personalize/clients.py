@@ -33,7 +33,7 @@ def make_clients(s3, push_concurrency: int = 4, recommend_concurrency: int = 8) 
         ),
         runtime=session.client(
             "personalize-runtime",
-            config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=max(10, recommend_concurrency)),
+            config=standard.merge(Config(max_pool_connections=max(10, recommend_concurrency))),
         ),
         s3=s3,
     )
