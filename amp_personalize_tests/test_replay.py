@@ -2,7 +2,6 @@
 
 import gzip
 import io
-import json
 import time
 import zipfile
 from email.utils import formatdate

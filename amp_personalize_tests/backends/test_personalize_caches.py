@@ -1,6 +1,8 @@
 """The caches filled from Personalize through the real assets: GetRecommendations with the
 exclusion filter under bounded concurrency, batch inference past the threshold, SIMS."""
 
+import time
+
 import dagster as dg
 import orjson
 import polars as pl
@@ -73,11 +75,14 @@ def test_the_rate_limit_holds_the_configured_tps(tmp_path):
     trained_version(tmp_path)
     clients = make_clients()
     service = Service(clients.runtime, "GetRecommendations", answer_user)
+    started = time.time()
     assert run([recommendations], tmp_path, clients, recommend_concurrency=8, recommend_tps=20).success
     times = sorted(service.times)
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 21  # 20 per second, one slot of slack for the window's edge
-    assert times[-1] - times[0] >= (len(times) - 21) / 20
+    # The limiter hands out one slot every 1/20 s from its start, and a call goes out at its slot
+    # or, on a busy machine, later: the i-th call can never be earlier than i/20 s after the start
+    # (a burst, or no limit at all, breaks this; delays cannot).
+    assert len(times) > 20
+    assert all(t >= started + i / 20 for i, t in enumerate(times))
 
 
 def test_past_the_threshold_one_batch_inference_job_fills_the_cache(tmp_path):

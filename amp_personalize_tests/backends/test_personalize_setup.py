@@ -10,7 +10,6 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner, Result
 from moto import mock_aws
 
-from amp_personalize.cli import main
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.setup import (
     INTERACTIONS_SCHEMA,
@@ -18,6 +17,7 @@ from amp_personalize.backends.personalize.setup import (
     setup,
 )
 from amp_personalize.backends.personalize.training import events_config
+from amp_personalize.cli import main
 from amp_personalize.events import load_weights
 from amp_personalize.settings import PersonalizeSettings
 from amp_personalize_tests.backends.personalize_fakes import (
