@@ -1,5 +1,5 @@
 """personalize_events and its sensor: sealed segments to PutEvents once each, impressions
-attached, a refused event stopping the run, and an acknowledged event reaching PutEvents
+attached, a refused event set aside (a run of nothing but refusals failing), and an acknowledged event reaching PutEvents
 within the freshness target with default settings."""
 
 import time
@@ -99,19 +99,58 @@ def test_a_click_pushed_by_a_later_run_still_carries_the_feed_shown_before_it(tm
     assert click["eventId"] == "click-1" and click["impression"] == ["d1", "d2"]
 
 
-def test_a_refused_event_stops_the_run_naming_it_and_leaves_its_segment_pending(tmp_path):
-    write_segment(tmp_path, WINDOW, [ev("ok-1", "click", "u1", 1, item_id="d1"), ev("bad-1", "click", "u2", 2, item_id="d2")])
+def test_a_refused_event_is_set_aside_and_named_while_the_rest_reach_put_events(tmp_path):
+    write_segment(tmp_path, WINDOW, [
+        ev("ok-1", "click", "u1", 1, item_id="d1"),
+        ev("bad-1", "click", "u2", 2, item_id="d2"),
+        ev("ok-2", "upvote", "u2", 3, item_id="d3"),  # same user and session as bad-1: one call
+    ])
     clients = make_clients()
-    put_events_service(clients, refuse={"bad-1"})
+    service = put_events_service(clients, refuse={"bad-1"})
+    result = dg.materialize([personalize_events], resources=resources(tmp_path, clients))
+    assert result.success
+    ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
+    assert ledger.count() == 2 and set(ledger.refused()) == {"bad-1"}
+    assert len(ledger.done_segments()) == 1  # nothing of it is left for the next run to retry
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    refused = checks["every_event_accepted"]
+    assert not refused.passed and refused.severity == dg.AssetCheckSeverity.WARN
+    assert refused.metadata["first_refused"].value == {"bad-1": "InvalidInputException: invalid item for event bad-1"}
+    # Amplitude delivers bad-1 again in a later segment: it is not sent again.
+    write_segment(tmp_path, WINDOW, [ev("bad-1", "click", "u2", 2, item_id="d2")], name="0000000000009-r1-000009")
+    calls = len(service.requests)
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert len(service.requests) == calls
+
+
+def test_a_run_whose_every_event_is_refused_fails_and_leaves_its_segments_pending(tmp_path):
+    write_segment(tmp_path, WINDOW, [ev(f"e{i}", "click", f"u{i}", i % 50, item_id="d1") for i in range(30)])
+    clients = make_clients()
+    put_events_service(clients, refuse={f"e{i}" for i in range(30)})
     result = dg.materialize([personalize_events], resources=resources(tmp_path, clients), raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
-    assert "PutEvents refused events ['bad-1'] of user 'u2': InvalidInputException" in failure
+    assert "refused all of the first 20 events" in failure and "check the tracking id" in failure
     ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
-    assert ledger.done_segments() == set()  # the segment is retried once the cause is fixed
+    assert ledger.done_segments() == set() and ledger.refused() == {}
     fixed = put_events_service(clients_fixed := make_clients())
     assert dg.materialize([personalize_events], resources=resources(tmp_path, clients_fixed)).success
-    assert sent_ids(fixed) == ["bad-1"]  # ok-1 was acknowledged the first time
+    assert sorted(sent_ids(fixed)) == sorted(f"e{i}" for i in range(30))
+
+
+def test_the_lag_check_warns_about_events_pushed_long_after_their_acknowledgment(tmp_path):
+    nothing = dg.materialize([personalize_events], resources=resources(tmp_path, make_clients()))
+    assert {c.check_name: c.passed for c in nothing.get_asset_check_evaluations()} == {
+        "every_event_accepted": True, "pushed_within_two_minutes": True,  # nothing pending, nothing late
+    }
+    # Received two hours ago (the push was down meanwhile): pushed now, far past the target.
+    write_segment(tmp_path, window_key(window_of(NOW_MS - 2 * 3_600_000, 60)), [ev("old-1", "click", "u1", 1, item_id="d1")])
+    clients = make_clients()
+    put_events_service(clients)
+    late = dg.materialize([personalize_events], resources=resources(tmp_path, clients))
+    lag = {c.check_name: c for c in late.get_asset_check_evaluations()}["pushed_within_two_minutes"]
+    assert not lag.passed and lag.severity == dg.AssetCheckSeverity.WARN
+    assert lag.metadata["ack_to_push_p95_s"].value > 3600
 
 
 def test_the_sensor_requests_a_push_only_while_segments_are_pending(tmp_path):
@@ -150,8 +189,9 @@ def test_an_acknowledged_event_reaches_put_events_within_a_minute_with_default_s
         while not isinstance(personalize_events_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp})), dg.RunRequest):
             assert time.monotonic() < deadline, "the segment was never sealed"
             time.sleep(0.5)
-        assert dg.materialize([personalize_events], resources={"amp": amp, "personalize": fake_resource(clients, key="fresh")}, instance=instance).success
+        pushed = dg.materialize([personalize_events], resources={"amp": amp, "personalize": fake_resource(clients, key="fresh")}, instance=instance)
     assert sent_ids(service) == ["fresh-1"]
+    assert {c.check_name: c.passed for c in pushed.get_asset_check_evaluations()} == {"every_event_accepted": True, "pushed_within_two_minutes": True}
     measured = service.times[0] - acknowledged
     print(f"ack -> PutEvents {measured:.1f} s measured, {measured + settings.personalize.push_interval_seconds:.1f} s with a full sensor interval")
     worst_case = measured + settings.personalize.push_interval_seconds

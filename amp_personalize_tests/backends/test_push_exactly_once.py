@@ -10,7 +10,11 @@ from botocore.config import Config
 from botocore.stub import Stubber
 
 from amp_personalize.backends.personalize.ledger import Ledger
-from amp_personalize.backends.personalize.push import PushFailed, push
+from amp_personalize.backends.personalize.push import (
+    REFUSED_BEFORE_ANY_ACCEPTED,
+    PushFailed,
+    push,
+)
 from amp_personalize.backends.personalize.put_events import (
     EVENTS_SCHEMA,
     put_events_requests,
@@ -88,13 +92,45 @@ def test_each_event_reaches_put_events_once_through_faults_a_crash_and_duplicate
     assert stats.retries == 0
 
 
-def test_a_4xx_stops_the_push_naming_the_events(tmp_path):
+def test_a_setup_error_stops_the_push_naming_the_events(tmp_path):
     client = client_recording([])
     with Stubber(client) as stub:
-        stub.add_client_error("put_events", "InvalidInputException", "bad item", http_status_code=400)
-        with pytest.raises(PushFailed, match=r"refused events \['e0', 'e2'.*InvalidInputException: bad item"):
+        stub.add_client_error("put_events", "ResourceNotFoundException", "no such tracking id", http_status_code=404)
+        with pytest.raises(PushFailed, match=r"refused events \['e0', 'e2'.*ResourceNotFoundException: no such tracking id"):
             push(put_events_requests(events(["e0", "e1", "e2"]), "tid"), client, Ledger(tmp_path / "l.sqlite"), sleep=lambda s: None)
     assert Ledger(tmp_path / "l.sqlite").count() == 0
+
+
+def test_an_invalid_event_is_found_alone_and_set_aside_while_the_rest_go_through(tmp_path):
+    sent: list[str] = []
+    client, ledger = client_recording(sent), Ledger(tmp_path / "l.sqlite")
+    requests = put_events_requests(events(["e0", "e1", "e2", "e3"]), "tid")  # u0: e0, e2; u1: e1, e3
+    with Stubber(client) as stub:
+        stub.add_client_error("put_events", "InvalidInputException", "bad item", http_status_code=400)  # u0's call
+        stub.add_response("put_events", {})  # e0 alone
+        stub.add_client_error("put_events", "InvalidInputException", "bad item e2", http_status_code=400)  # e2 alone
+        stub.add_response("put_events", {})  # u1's call
+        stats = push(requests, client, ledger, sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert sent == ["e0", "e2", "e0", "e2", "e1", "e3"]
+    assert stats.refused == [("e2", "InvalidInputException: bad item e2")] and stats.events == 3
+    assert ledger.count() == 3 and ledger.refused() == {"e2": "InvalidInputException: bad item e2"}
+    # A later delivery of the same events sends none of them again, the refused one included.
+    with Stubber(client):
+        again = push(requests, client, ledger, sleep=lambda s: None)
+    assert (again.calls, again.skipped_already_pushed, sent[6:]) == (0, 4, [])
+
+
+def test_when_the_first_events_are_all_refused_the_setup_is_at_fault_and_nothing_is_set_aside(tmp_path):
+    ids = [f"e{i}" for i in range(REFUSED_BEFORE_ANY_ACCEPTED + 5)]
+    frame = events(ids).with_columns(user_id=pl.col("event_id"))  # one event per call
+    client, ledger = client_recording([]), Ledger(tmp_path / "l.sqlite")
+    with Stubber(client) as stub:
+        for _ in range(REFUSED_BEFORE_ANY_ACCEPTED):
+            stub.add_client_error("put_events", "InvalidInputException", "eventValue is required", http_status_code=400)
+        with pytest.raises(PushFailed, match=rf"refused all of the first {REFUSED_BEFORE_ANY_ACCEPTED} events.*eventValue is required"):
+            push(put_events_requests(frame, "tid"), client, ledger, sleep=lambda s: None)
+    assert ledger.refused() == {} and ledger.count() == 0
 
 
 def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):

@@ -6,6 +6,9 @@ between calls and Amplitude's duplicate deliveries in other segments never send 
 The one window left is a crash inside a single call, after Personalize accepted it and before
 the ledger commit: that call's events are sent again on the next run (at most 10 events).
 
+Events PutEvents refused as invalid are kept apart, with the reason, so that the live push does
+not send them again; a bulk import still takes them (its CSV is another path, with other rules).
+
 Bulk imports record their event ids here too, so an event is in Personalize once whichever path
 took it there. An import claims its ids before its job starts (under the push lock), so a push
 run during the job's minutes leaves them to it; a failed job releases them. The landing segments
@@ -68,26 +71,26 @@ class Ledger:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS refused (event_id TEXT PRIMARY KEY, refused_at INTEGER NOT NULL, reason TEXT NOT NULL)")
         # Ids an import job in flight is bringing in: the live push leaves them to it.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at INTEGER NOT NULL)"
         )
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
-        """Ids Personalize has (pushed or imported) or an import in flight is bringing in."""
+        """Ids the live push must not send: Personalize has them (pushed or imported), an import
+        in flight is bringing them in, or PutEvents refused them."""
         with self._lock:
-            return self._known(self._db, event_ids)
+            return self._known(self._db, event_ids, ("pushed", "importing", "refused"))
 
     @staticmethod
-    def _known(db: sqlite3.Connection, event_ids: list[str]) -> set[str]:
+    def _known(db: sqlite3.Connection, event_ids: list[str], tables: tuple[str, ...] = ("pushed", "importing")) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(event_ids), _CHUNK):
             chunk = event_ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in db.execute(
-                f"SELECT event_id FROM pushed WHERE event_id IN ({marks}) UNION SELECT event_id FROM importing WHERE event_id IN ({marks})",
-                chunk + chunk,
-            ))
+            query = " UNION ".join(f"SELECT event_id FROM {table} WHERE event_id IN ({marks})" for table in tables)
+            found.update(r[0] for r in db.execute(query, chunk * len(tables)))
         return found
 
     @contextmanager
@@ -106,6 +109,18 @@ class Ledger:
         now = int(time.time() * 1000)
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
+
+    def refuse(self, refusals: list[tuple[str, str]]) -> None:
+        """(event id, reason) of events PutEvents refused as invalid: the live push leaves them."""
+        if not refusals:
+            return
+        now = int(time.time() * 1000)
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?)", [(e, now, reason) for e, reason in refusals])
+
+    def refused(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT event_id, reason FROM refused"))
 
     def claim_for_import(self, job_name: str, event_ids: list[str], stale_before_ms: int) -> list[str]:
         """The ids nobody has or is bringing in, now claimed for this import, in one transaction.
@@ -162,6 +177,7 @@ class Ledger:
         """Forget ids acknowledged before this time: past the history window no import asks for
         them, and past Amplitude's retry horizon no duplicate of them arrives. Returns how many."""
         with self._write() as db:
+            db.execute("DELETE FROM refused WHERE refused_at < ?", (pushed_before_ms,))
             return db.execute("DELETE FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).rowcount
 
     def count(self) -> int:

@@ -3,6 +3,11 @@
 At ~20 ms a call one connection makes 50 calls/s, so calls go out from `concurrency` workers
 under one shared rate limiter. A user's calls stay on one worker in time order (a session's
 events must reach Personalize in the order they happened); different users run side by side.
+
+An event Personalize refuses as invalid is set aside, not retried for ever: one bad event must
+not hold back every event after it. A refused call of several events is sent again one event
+at a time to find the bad one. When a run's first events are all refused, the cause is the setup
+(a tracking id, a dataset schema), not the events: then the run fails and sets nothing aside.
 """
 
 from __future__ import annotations
@@ -19,10 +24,21 @@ from botocore.exceptions import ClientError
 from amp_personalize.backends.personalize.ledger import Ledger
 
 RETRYABLE_CODES = {"ThrottlingException", "TooManyRequestsException", "ServiceUnavailable", "InternalServerError"}
+# The error PutEvents gives for a request it finds invalid; any other refusal (a tracking id or
+# dataset that does not exist, missing permissions) says nothing about the events themselves.
+INVALID_EVENT_CODES = {"InvalidInputException"}
+# This many events refused before any call of the run is accepted: the setup is wrong.
+REFUSED_BEFORE_ANY_ACCEPTED = 20
 
 
 class PushFailed(RuntimeError):
     """Personalize refused a request for a reason retrying cannot fix; names the events."""
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -31,6 +47,7 @@ class PushStats:
     events: int = 0
     skipped_already_pushed: int = 0
     retries: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (event id, Personalize's reason), set aside
     latencies: list[float] = field(default_factory=list)  # seconds per acknowledged call
     lags: list[float] = field(default_factory=list)  # seconds from the receiver's ack to Personalize's, per event
 
@@ -72,7 +89,8 @@ def push(
     """Push every event of `requests` not yet in the ledger; record each call as it succeeds.
 
     `received_at` (event id -> epoch seconds of the receiver's acknowledgment) gives the lag.
-    The first refused request stops every worker and raises PushFailed naming its events.
+    Events refused as invalid are recorded in the ledger as refused when the run ends (see the
+    module docstring); any other refusal stops every worker and raises PushFailed naming its events.
     """
     stats = PushStats()
     limiter = RateLimiter(max_tps, sleep=sleep)
@@ -95,6 +113,8 @@ def push(
             except ClientError as error:
                 if not _retryable(error) or attempt == max_retries:
                     err = error.response.get("Error", {})
+                    if err.get("Code") in INVALID_EVENT_CODES:
+                        raise _Refused(f"{err.get('Code')}: {err.get('Message', '')}") from None
                     raise PushFailed(
                         f"PutEvents refused events {[e['eventId'] for e in call['eventList']]} of user {call.get('userId')!r}: "
                         f"{err.get('Code')}: {err.get('Message', '')}"
@@ -114,22 +134,40 @@ def push(
             if not todo:
                 continue
             try:
-                latency = send({**request, "eventList": todo})
+                deliver(request, todo)
             except BaseException:
                 stop.set()
                 raise
-            ledger.record([e["eventId"] for e in todo])
-            acked = time.time()
+
+    def deliver(request: dict, todo: list[dict]) -> None:
+        try:
+            latency = send({**request, "eventList": todo})
+        except _Refused as refusal:
+            if len(todo) > 1:  # which of them? Each alone, still in time order
+                for event in todo:
+                    deliver(request, [event])
+                return
             with lock:
-                stats.latencies.append(latency)
-                stats.calls += 1
-                stats.events += len(todo)
-                if received_at:
-                    stats.lags.extend(acked - received_at[e["eventId"]] for e in todo if e["eventId"] in received_at)
+                stats.refused.append((todo[0]["eventId"], refusal.reason))
+                if stats.calls == 0 and len(stats.refused) >= REFUSED_BEFORE_ANY_ACCEPTED:
+                    raise PushFailed(
+                        f"PutEvents refused all of the first {len(stats.refused)} events and accepted none "
+                        f"(first: {stats.refused[0][0]!r}: {stats.refused[0][1]}); check the tracking id and the dataset schema"
+                    ) from None
+            return
+        ledger.record([e["eventId"] for e in todo])
+        acked = time.time()
+        with lock:
+            stats.latencies.append(latency)
+            stats.calls += 1
+            stats.events += len(todo)
+            if received_at:
+                stats.lags.extend(acked - received_at[e["eventId"]] for e in todo if e["eventId"] in received_at)
 
     if concurrency <= 1:
         for user_requests in by_user.values():
             user_worker(user_requests)
+        ledger.refuse(stats.refused)
         return stats
     # Busiest users first: a user's calls are sequential, so one left for last would run alone.
     busiest_first = sorted(by_user.values(), key=len, reverse=True)
@@ -139,5 +177,6 @@ def push(
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
+    ledger.refuse(stats.refused)
     return stats
 
