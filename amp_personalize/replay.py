@@ -97,9 +97,16 @@ def _readable(name: str, read: Callable[[], bytes], summary: ReplaySummary) -> I
         summary.unreadable.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
+def _starts_like_a_zip(path: Path) -> bool:
+    """A zip cut short has lost its central directory, which `is_zipfile` looks for; its first
+    bytes still say zip, and read as NDJSON it would be nothing but 'not JSON' lines."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def read_events(path: Path, summary: ReplaySummary) -> Iterator[dict]:
     """Events of one file: .json, .json.gz, .ndjson/.jsonl, or an Amplitude export .zip of those."""
-    if zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(path) or _starts_like_a_zip(path):
         try:
             archive = zipfile.ZipFile(path)
         except _UNREADABLE as exc:

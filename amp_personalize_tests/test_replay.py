@@ -146,7 +146,8 @@ def test_a_retry_after_beyond_reason_is_capped_not_an_overflow():
 
 
 def damaged_files(tmp_path):
-    """Good files around a truncated .json.gz, a gzip that is not, and a zip with a bad member."""
+    """Good files around a truncated .json.gz, a gzip that is not, a zip with a bad member, and a
+    zip cut short (a copy that did not finish)."""
     events = [ev(i) for i in range(30)]
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
@@ -161,6 +162,7 @@ def damaged_files(tmp_path):
         "c.json.gz": b"\x1f\x8b" + b"not gzip at all",
         "d.zip": bytes(data),
         "e.json": ndjson(events[20:30]),
+        "f.zip": archive.getvalue()[:-40],  # its central directory is gone
     }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
@@ -172,10 +174,11 @@ def test_replay_reports_unreadable_files_and_goes_on(receiver, settings, tmp_pat
     summary = replay(paths, receiver.url + WEBHOOK, batch_size=4, progress=False)
     assert (summary.sent, summary.failed, summary.invalid) == (30, 0, 0)
     assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == sorted(e["uuid"] for e in events)
-    [truncated, not_gzip, bad_member] = summary.unreadable
+    [truncated, not_gzip, bad_member, cut_zip] = summary.unreadable
     assert truncated.startswith(f"{paths[1]}: ") and "EOFError: Compressed file ended before" in truncated
     assert not_gzip.startswith(f"{paths[2]}: ") and "BadGzipFile" in not_gzip
     assert bad_member.startswith(f"{paths[3]}!export/1.json: ") and "BadZipFile: Bad CRC-32" in bad_member
+    assert cut_zip.startswith(f"{paths[5]}: ") and "BadZipFile" in cut_zip
 
 
 def test_replay_cli_names_unreadable_files_and_fails(receiver, tmp_path):
@@ -183,6 +186,6 @@ def test_replay_cli_names_unreadable_files_and_fails(receiver, tmp_path):
     result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *map(str, paths)])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
-    assert "sent 30  processed 30  skipped 0  failed 0  invalid 0  unreadable files 3" in result.output
-    for path in (paths[1], paths[2], f"{paths[3]}!export/1.json"):
+    assert "sent 30  processed 30  skipped 0  failed 0  invalid 0  unreadable files 4" in result.output
+    for path in (paths[1], paths[2], f"{paths[3]}!export/1.json", paths[5]):
         assert f"  unreadable: {path}: " in result.output
