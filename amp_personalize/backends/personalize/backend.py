@@ -20,6 +20,7 @@ from amp_personalize.backends.base import (
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.personalize import recommend, training
 from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.ids import restore
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.versions import load_version, publish_version
@@ -87,15 +88,17 @@ class PersonalizeBackend:
         num_results = min(num_results, recommend.MAX_RESULTS)
         if len(user_ids) > s.batch_users:
             s.require("s3_url", "role_arn")
-            return recommend.batch(
+            recs = recommend.batch(
                 self.clients, model.info["solution_version_arn"], user_ids, num_results, s.filter_arn, s.s3_url, s.role_arn, self.poll
             )
-        s.require("campaign_arn")
-        return recommend.realtime(self.clients, s.campaign_arn, user_ids, num_results, s.filter_arn, s.recommend_tps, s.recommend_concurrency)
+        else:
+            s.require("campaign_arn")
+            recs = recommend.realtime(self.clients, s.campaign_arn, user_ids, num_results, s.filter_arn, s.recommend_tps, s.recommend_concurrency)
+        return restore(recs, "item_id", _catalog(model))
 
     def popular_items(self, model: TrainedModel, num_results: int) -> pl.DataFrame:
         s = self.settings
-        recs = recommend.realtime(self.clients, s.campaign_arn, [COLD_USER], num_results, None, s.recommend_tps, 1)
+        recs = restore(recommend.realtime(self.clients, s.campaign_arn, [COLD_USER], num_results, None, s.recommend_tps, 1), "item_id", _catalog(model))
         return recs.drop("user_id").with_columns(pl.lit("popular").alias("source")).select(list(POPULAR_ITEMS_SCHEMA))
 
     def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
@@ -104,5 +107,12 @@ class PersonalizeBackend:
         s = self.settings
         if not s.sims_campaign_arn:
             return pl.DataFrame(schema=SIMILAR_ITEMS_SCHEMA)
-        items = item_ids if item_ids is not None else pl.read_parquet(model.path / CATALOG)["item_id"].to_list()
-        return recommend.similar(self.clients, s.sims_campaign_arn, items, num_results, s.recommend_tps, s.recommend_concurrency)
+        catalog = _catalog(model)
+        items = item_ids if item_ids is not None else catalog
+        similar = recommend.similar(self.clients, s.sims_campaign_arn, items, num_results, s.recommend_tps, s.recommend_concurrency)
+        return restore(similar, "similar_item_id", catalog)
+
+
+def _catalog(model: TrainedModel) -> list[str]:
+    """The items the model was trained on: what a digest in Personalize's answers can stand for."""
+    return pl.read_parquet(model.path / CATALOG)["item_id"].to_list()

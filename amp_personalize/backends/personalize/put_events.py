@@ -9,11 +9,10 @@ botocore checks none of that, so it is done here, and every request then passes 
 
 from __future__ import annotations
 
-import hashlib
-
 import orjson
 import polars as pl
 
+from amp_personalize.backends.personalize.ids import fit_id
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.transforms import UTC_MS
 
@@ -21,7 +20,6 @@ MAX_EVENTS_PER_CALL = 10
 MAX_IMPRESSION = 25
 MAX_PROPERTIES = 1024
 MAX_RECOMMENDATION_ID = 40
-MAX_ID = 256
 # Keys PutEvents refuses in `properties`, in any letter case (its API reference lists userId,
 # sessionId, eventType, timestamp, recommendationId and impression), plus the event's own
 # fields: one Amplitude event with a `timestamp` property would otherwise be refused again on
@@ -44,11 +42,6 @@ EVENTS_SCHEMA = {
     "recommendation_id": pl.String(),
     "properties": pl.String(),
 }
-
-
-def _fit_id(value: str) -> str:
-    """Ids past the API's 256 characters become a stable digest instead of failing the call."""
-    return value if len(value) <= MAX_ID else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def _properties(raw: str | None) -> str | None:
@@ -82,10 +75,10 @@ def session_keys(events: pl.DataFrame) -> pl.Expr:
 def _api_event(row: dict) -> dict:
     """One PutEvents event per interaction; the impression is the first 25 items it was shown with."""
     event = {
-        "eventId": _fit_id(row["event_id"]),
+        "eventId": fit_id(row["event_id"]),
         "eventType": row["event_type"],
         "sentAt": row["event_time"],
-        "itemId": _fit_id(row["item_id"]),
+        "itemId": fit_id(row["item_id"]),
     }
     if row["event_value"] is not None:
         event["eventValue"] = row["event_value"]
@@ -95,7 +88,7 @@ def _api_event(row: dict) -> dict:
     props = _properties(row["properties"])
     if props:
         event["properties"] = props
-    shown = [_fit_id(i) for i in (row["items_shown"] or [])[:MAX_IMPRESSION]]
+    shown = [fit_id(i) for i in (row["items_shown"] or [])[:MAX_IMPRESSION]]
     if shown:
         event["impression"] = shown
     return event
@@ -114,8 +107,8 @@ def put_events_requests(events: pl.DataFrame, tracking_id: str) -> list[dict]:
         for start in range(0, len(api_events), MAX_EVENTS_PER_CALL):
             request = {
                 "trackingId": tracking_id,
-                "userId": _fit_id(user_id),
-                "sessionId": _fit_id(session),
+                "userId": fit_id(user_id),
+                "sessionId": fit_id(session),
                 "eventList": api_events[start : start + MAX_EVENTS_PER_CALL],
             }
             validate("personalize-events", "PutEvents", request)

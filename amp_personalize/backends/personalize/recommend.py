@@ -15,6 +15,7 @@ import polars as pl
 
 from amp_personalize.backends.base import RECOMMENDATIONS_SCHEMA, SIMILAR_ITEMS_SCHEMA
 from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.ids import fit_id, restore
 from amp_personalize.backends.personalize.jobs import Poll, job_name, wait_for
 from amp_personalize.backends.personalize.push import RateLimiter
 from amp_personalize.backends.personalize.validation import validate
@@ -52,9 +53,9 @@ def recommendations_request(campaign_arn: str, user_id: str, num_results: int, f
 
 
 def realtime(clients: Clients, campaign_arn: str, user_ids: list[str], num_results: int, filter_arn: str | None, tps: float, concurrency: int) -> pl.DataFrame:
-    calls = [recommendations_request(campaign_arn, user, num_results, filter_arn) for user in user_ids]
+    calls = [recommendations_request(campaign_arn, fit_id(user), num_results, filter_arn) for user in user_ids]
     replies = _fan_out(calls, clients.runtime.get_recommendations, tps, concurrency)
-    rows = [row for params, reply in zip(calls, replies) for row in _ranked(params["userId"], "user_id", reply.get("itemList", []))]
+    rows = [row for user, reply in zip(user_ids, replies) for row in _ranked(user, "user_id", reply.get("itemList", []))]
     return pl.DataFrame(rows, schema={k: v for k, v in RECOMMENDATIONS_SCHEMA.items() if k != "source"}).with_columns(
         pl.lit(SOURCE).alias("source")
     ).select(list(RECOMMENDATIONS_SCHEMA))
@@ -67,7 +68,7 @@ def batch(
     name = job_name("batch")
     bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
     base = f"{prefix}/batch/{name}".lstrip("/")
-    body = b"".join(orjson.dumps({"userId": u}) + b"\n" for u in user_ids)
+    body = b"".join(orjson.dumps({"userId": fit_id(u)}) + b"\n" for u in user_ids)
     clients.s3.put_object(Bucket=bucket, Key=f"{base}/input.json", Body=body)
     request = {
         "jobName": name,
@@ -104,16 +105,17 @@ def batch(
         .with_columns(pl.lit(SOURCE).alias("source"))
         .select(list(RECOMMENDATIONS_SCHEMA))
         .cast(RECOMMENDATIONS_SCHEMA)
+        .pipe(restore, "user_id", user_ids)
     )
 
 
 def similar(clients: Clients, sims_campaign_arn: str, item_ids: list[str], num_results: int, tps: float, concurrency: int) -> pl.DataFrame:
     """Similar items from a SIMS / Similar-Items campaign, one GetRecommendations per item."""
-    calls = [{"campaignArn": sims_campaign_arn, "itemId": item, "numResults": num_results} for item in item_ids]
+    calls = [{"campaignArn": sims_campaign_arn, "itemId": fit_id(item), "numResults": num_results} for item in item_ids]
     replies = _fan_out(calls, clients.runtime.get_recommendations, tps, concurrency)
     rows = [
         row
-        for params, reply in zip(calls, replies)
-        for row in _ranked(params["itemId"], "item_id", reply.get("itemList", []), target="similar_item_id")
+        for item, reply in zip(item_ids, replies)
+        for row in _ranked(item, "item_id", reply.get("itemList", []), target="similar_item_id")
     ]
     return pl.DataFrame(rows, schema=SIMILAR_ITEMS_SCHEMA)

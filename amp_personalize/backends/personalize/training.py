@@ -19,6 +19,7 @@ from amp_personalize.backends.personalize.bulk_import import (
     run_import,
 )
 from amp_personalize.backends.personalize.clients import Clients
+from amp_personalize.backends.personalize.ids import fit_columns
 from amp_personalize.backends.personalize.impressions import (
     attach_impressions,
     impression_lists,
@@ -92,19 +93,20 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     # and one before it has recorded what it sent. Asked per candidate id (indexed lookups), so
     # memory follows the history window's rows, not everything the ledger holds.
     stale = int((time.time() - poll.timeout_seconds - 3600) * 1000)
+    interactions = fit_columns(data.interactions, ["event_id"])  # the ledger knows events by the id PutEvents sent
     with exclusive_push(ledger.path, wait_seconds=600):
-        claimed = ledger.claim_for_import(name, data.interactions["event_id"].to_list(), stale_before_ms=stale)
+        claimed = ledger.claim_for_import(name, interactions["event_id"].to_list(), stale_before_ms=stale)
     if not claimed:
         return ImportResult(None, None, 0)
     # Impressions are attached to the claimed rows only: after the first import that is a few.
     missing = attach_impressions(
-        data.interactions.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String))), impression_lists(data.impressions)
+        interactions.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String))), impression_lists(data.impressions)
     )
     full = ledger.imports() == 0
     bucket, _, prefix = settings.s3_url.removeprefix("s3://").partition("/")
     key = f"{prefix}/imports/{name}.csv".lstrip("/")
     try:
-        clients.s3.put_object(Bucket=bucket, Key=key, Body=interactions_csv(missing))
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=interactions_csv(fit_columns(missing, ["user_id", "item_id"], ("items_shown",))))
         arn = run_import(clients.personalize, settings.interactions_dataset_arn, f"s3://{bucket}/{key}", settings.role_arn, full, name, poll)
     except BaseException:
         ledger.release_import(name)

@@ -1,0 +1,101 @@
+"""Ids past Personalize's 256 characters: one id on every path in, and the app's own id back out.
+
+An event pushed live under a digest must not go in again through the import (the ledger knows it
+by the id PutEvents sent), a long user id must be the same user in the CSV as in PutEvents, and
+recommendation answers that name digests must come back as the ids the app uses.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from amp_personalize.backends.base import TrainedModel, TrainingData
+from amp_personalize.backends.personalize.backend import CATALOG, PersonalizeBackend
+from amp_personalize.backends.personalize.ids import fit_id
+from amp_personalize.backends.personalize.jobs import Poll
+from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.push import push
+from amp_personalize.backends.personalize.put_events import (
+    EVENTS_SCHEMA,
+    put_events_requests,
+)
+from amp_personalize.backends.personalize.training import import_missing
+from amp_personalize.events import load_weights
+from amp_personalize.transforms.interactions import (
+    IMPRESSIONS_SCHEMA,
+    INTERACTIONS_SCHEMA,
+)
+from amp_personalize_tests.backends.personalize_fakes import (
+    CAMPAIGN,
+    DATASET,
+    Service,
+    client,
+    fake_resource,
+    make_clients,
+)
+
+LONG_USER = "user:" + "u" * 300
+LONG_ITEM = "item:" + "i" * 300
+LONG_EVENT = "event:" + "e" * 300
+T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+def interaction(event_id: str, item_id: str, seconds: int) -> dict:
+    return {"event_id": event_id, "user_id": LONG_USER, "item_id": item_id, "event_type": "click", "event_value": 1.0,
+            "event_time": T0 + timedelta(seconds=seconds), "session_id": 7, "recommendation_id": None}
+
+
+def test_a_long_event_pushed_live_is_not_imported_again_and_a_long_user_is_one_user_on_both_paths(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    pushed = pl.DataFrame([{**interaction(LONG_EVENT, LONG_ITEM, 0), "items_shown": None, "properties": None}], schema=EVENTS_SCHEMA)
+    events = client("personalize-events", retries={"total_max_attempts": 1})
+    with Stubber(events) as stub:
+        stub.add_response("put_events", {}, {"trackingId": "tid", "userId": fit_id(LONG_USER), "sessionId": "7", "eventList": ANY})
+        push(put_events_requests(pushed, "tid"), events, ledger, sleep=lambda s: None)
+
+    history = pl.DataFrame([interaction(LONG_EVENT, LONG_ITEM, 0), interaction("short-1", LONG_ITEM, 10)], schema=INTERACTIONS_SCHEMA)
+    shown = pl.DataFrame([{"event_id": "imp-1", "user_id": LONG_USER, "item_id": item, "position": k, "impression_type": "initial_impression",
+                           "feed_type": "popular", "event_time": T0 + timedelta(seconds=5), "event_value": 0.3}
+                          for k, item in enumerate(["d1", LONG_ITEM])], schema=IMPRESSIONS_SCHEMA)
+    with mock_aws():
+        s3 = client("s3")
+        s3.create_bucket(Bucket="amp-bucket")
+        clients = make_clients(s3)
+        with Stubber(clients.personalize) as stub:
+            stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
+            stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "ACTIVE"}})
+            result = import_missing(clients, fake_resource(clients).settings(), ledger, TrainingData(history, shown, T0),
+                                    Poll(timeout_seconds=5, poll_seconds=0, sleep=lambda s: None))
+        [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="amp-bucket")["Contents"]]
+        csv = pl.read_csv(s3.get_object(Bucket="amp-bucket", Key=key)["Body"].read())
+    assert result.rows == 1  # short-1 only: the long event went in by PutEvents
+    assert csv.select("USER_ID", "ITEM_ID", "IMPRESSION").rows() == [(fit_id(LONG_USER), fit_id(LONG_ITEM), f"d1|{fit_id(LONG_ITEM)}")]
+    assert ledger.already_pushed([fit_id(LONG_EVENT), "short-1"]) == {fit_id(LONG_EVENT), "short-1"}
+
+
+def test_recommendations_and_similar_items_come_back_under_the_apps_own_ids(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    pl.DataFrame({"item_id": ["d1", LONG_ITEM]}).write_parquet(model_dir / CATALOG)
+    model = TrainedModel("v1", "personalize", model_dir, {}, {"solution_version_arn": "arn:version"})
+    clients = make_clients()
+    asked: list[dict] = []
+
+    def answer(params):
+        asked.append(params)
+        return {"itemList": [{"itemId": fit_id(LONG_ITEM), "score": 0.9}, {"itemId": "d1", "score": 0.5}]}
+
+    Service(clients.runtime, "GetRecommendations", answer)
+    settings = fake_resource(clients, sims_campaign_arn=f"{CAMPAIGN}-sims").settings()
+    backend = PersonalizeBackend(settings, clients, tmp_path / "ledger.sqlite", load_weights())
+    recs = backend.recommend(model, [LONG_USER, "u2"], 5)
+    assert [p["userId"] for p in asked] == [fit_id(LONG_USER), "u2"] and all(len(p["userId"]) <= 256 for p in asked)
+    assert recs.filter(pl.col("user_id") == LONG_USER)["item_id"].to_list() == [LONG_ITEM, "d1"]
+    assert set(recs["user_id"]) == {LONG_USER, "u2"}
+
+    asked.clear()
+    similar = backend.similar_items(model, [LONG_ITEM], 5)
+    assert [p["itemId"] for p in asked] == [fit_id(LONG_ITEM)]
+    assert similar.rows() == [(LONG_ITEM, 1, LONG_ITEM, 0.9), (LONG_ITEM, 2, "d1", 0.5)]
