@@ -148,6 +148,7 @@ def test_similar_items_come_from_the_sims_campaign(tmp_path):
 
 
 def test_the_seeds_calls_answer_live_from_the_campaigns():
+    from amp_personalize.backends.personalize.ids import fit_id
     from amp_personalize.backends.personalize.service import PersonalizeService
     from amp_personalize.settings import PersonalizeSettings
 
@@ -163,6 +164,10 @@ def test_the_seeds_calls_answer_live_from_the_campaigns():
     assert len(seed.get_similar_items("doc_1", num_results=3)) == 3
     assert service.requests[0] == {"campaignArn": CAMPAIGN, "userId": "12345", "numResults": 20, "filterArn": FILTER}
     assert service.requests[1] == {"campaignArn": SIMS, "itemId": "doc_1", "numResults": 3}
+    # An id past Personalize's 256 characters is asked for under the digest the push and import use.
+    long_user = "u" * 300
+    assert len(seed.get_recommendations(user_id=long_user, num_results=2)) == 2
+    assert service.requests[2]["userId"] == fit_id(long_user)
 
 
 def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_by_itself(monkeypatch):
