@@ -72,6 +72,8 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS refused (event_id TEXT PRIMARY KEY, refused_at INTEGER NOT NULL, reason TEXT NOT NULL)")
+        # The latest prune's cutoff: ids acknowledged before it are forgotten (see `prune`).
+        self._db.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         # Ids an import job in flight is bringing in: the live push leaves them to it.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at INTEGER NOT NULL)"
@@ -175,10 +177,25 @@ class Ledger:
 
     def prune(self, pushed_before_ms: int) -> int:
         """Forget ids acknowledged before this time: past the history window no import asks for
-        them, and past Amplitude's retry horizon no duplicate of them arrives. Returns how many."""
+        them, and past Amplitude's retry horizon no duplicate of them arrives. Returns how many.
+
+        The cutoff is kept (`forgotten_before`): an event happens before it is acknowledged, so
+        an event older than the cutoff may be in Personalize without the ledger knowing, and an
+        import must leave it out, say after AMP_HISTORY_DAYS was raised.
+        """
         with self._write() as db:
+            db.execute(
+                "INSERT INTO marks VALUES ('forgotten_before', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (pushed_before_ms,),
+            )
             db.execute("DELETE FROM refused WHERE refused_at < ?", (pushed_before_ms,))
             return db.execute("DELETE FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).rowcount
+
+    def forgotten_before(self) -> int:
+        """Epoch ms before which acknowledged ids may have been pruned; 0 if none ever were."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM marks WHERE name = 'forgotten_before'").fetchone()
+        return row[0] if row else 0
 
     def count(self) -> int:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
@@ -93,7 +94,13 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     # and one before it has recorded what it sent. Asked per candidate id (indexed lookups), so
     # memory follows the history window's rows, not everything the ledger holds.
     stale = int((time.time() - poll.timeout_seconds - 3600) * 1000)
-    interactions = fit_columns(data.interactions, ["event_id"])  # the ledger knows events by the id PutEvents sent
+    # The ledger knows events by the id PutEvents sent; it has forgotten those acknowledged before
+    # its last prune, so events older than that (and a day more, for device clocks that run
+    # ahead) are left out rather than maybe sent twice.
+    forgotten = datetime.fromtimestamp(ledger.forgotten_before() / 1000, timezone.utc)
+    if ledger.forgotten_before():
+        forgotten += timedelta(days=1)
+    interactions = fit_columns(data.interactions.filter(pl.col("event_time") >= forgotten), ["event_id"])
     with exclusive_push(ledger.path, wait_seconds=600):
         claimed = ledger.claim_for_import(name, interactions["event_id"].to_list(), stale_before_ms=stale)
     if not claimed:

@@ -1,8 +1,9 @@
-"""Ids past Personalize's 256 characters: one id on every path in, and the app's own id back out.
+"""One event is one event and one user one user, whichever path takes them to Personalize.
 
-An event pushed live under a digest must not go in again through the import (the ledger knows it
-by the id PutEvents sent), a long user id must be the same user in the CSV as in PutEvents, and
-recommendation answers that name digests must come back as the ids the app uses.
+Ids past Personalize's 256 characters: an event pushed live under a digest must not go in again
+through the import (the ledger knows it by the id PutEvents sent), a long user id must be the
+same user in the CSV as in PutEvents, and answers naming digests come back as the app's own ids.
+Events older than what the ledger has pruned are left out of an import: they may be in already.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,7 @@ from amp_personalize.backends.personalize.put_events import (
     EVENTS_SCHEMA,
     put_events_requests,
 )
-from amp_personalize.backends.personalize.training import import_missing
+from amp_personalize.backends.personalize.training import ImportResult, import_missing
 from amp_personalize.events import load_weights
 from amp_personalize.transforms.interactions import (
     IMPRESSIONS_SCHEMA,
@@ -47,6 +48,21 @@ def interaction(event_id: str, item_id: str, seconds: int) -> dict:
             "event_time": T0 + timedelta(seconds=seconds), "session_id": 7, "recommendation_id": None}
 
 
+def run_import(ledger: Ledger, history: pl.DataFrame, shown: pl.DataFrame) -> tuple[ImportResult, pl.DataFrame]:
+    """import_missing through moto's S3 and a stubbed job that goes ACTIVE: its result and its CSV."""
+    with mock_aws():
+        s3 = client("s3")
+        s3.create_bucket(Bucket="amp-bucket")
+        clients = make_clients(s3)
+        with Stubber(clients.personalize) as stub:
+            stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
+            stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "ACTIVE"}})
+            result = import_missing(clients, fake_resource(clients).settings(), ledger, TrainingData(history, shown, T0),
+                                    Poll(timeout_seconds=5, poll_seconds=0, sleep=lambda s: None))
+        [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="amp-bucket")["Contents"]]
+        return result, pl.read_csv(s3.get_object(Bucket="amp-bucket", Key=key)["Body"].read())
+
+
 def test_a_long_event_pushed_live_is_not_imported_again_and_a_long_user_is_one_user_on_both_paths(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     pushed = pl.DataFrame([{**interaction(LONG_EVENT, LONG_ITEM, 0), "items_shown": None, "properties": None}], schema=EVENTS_SCHEMA)
@@ -59,17 +75,7 @@ def test_a_long_event_pushed_live_is_not_imported_again_and_a_long_user_is_one_u
     shown = pl.DataFrame([{"event_id": "imp-1", "user_id": LONG_USER, "item_id": item, "position": k, "impression_type": "initial_impression",
                            "feed_type": "popular", "event_time": T0 + timedelta(seconds=5), "event_value": 0.3}
                           for k, item in enumerate(["d1", LONG_ITEM])], schema=IMPRESSIONS_SCHEMA)
-    with mock_aws():
-        s3 = client("s3")
-        s3.create_bucket(Bucket="amp-bucket")
-        clients = make_clients(s3)
-        with Stubber(clients.personalize) as stub:
-            stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
-            stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "ACTIVE"}})
-            result = import_missing(clients, fake_resource(clients).settings(), ledger, TrainingData(history, shown, T0),
-                                    Poll(timeout_seconds=5, poll_seconds=0, sleep=lambda s: None))
-        [key] = [o["Key"] for o in s3.list_objects_v2(Bucket="amp-bucket")["Contents"]]
-        csv = pl.read_csv(s3.get_object(Bucket="amp-bucket", Key=key)["Body"].read())
+    result, csv = run_import(ledger, history, shown)
     assert result.rows == 1  # short-1 only: the long event went in by PutEvents
     assert csv.select("USER_ID", "ITEM_ID", "IMPRESSION").rows() == [(fit_id(LONG_USER), fit_id(LONG_ITEM), f"d1|{fit_id(LONG_ITEM)}")]
     assert ledger.already_pushed([fit_id(LONG_EVENT), "short-1"]) == {fit_id(LONG_EVENT), "short-1"}
@@ -99,3 +105,20 @@ def test_recommendations_and_similar_items_come_back_under_the_apps_own_ids(tmp_
     similar = backend.similar_items(model, [LONG_ITEM], 5)
     assert [p["itemId"] for p in asked] == [fit_id(LONG_ITEM)]
     assert similar.rows() == [(LONG_ITEM, 1, LONG_ITEM, 0.9), (LONG_ITEM, 2, "d1", 0.5)]
+
+
+def test_events_older_than_what_the_ledger_forgot_are_not_imported_again(tmp_path):
+    """AMP_HISTORY_DAYS raised from 90 to 180: the ledger pruned ids pushed before day 92, and the
+    import's window now reaches back past them. Those events may be in Personalize already."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    now_ms = int(T0.timestamp() * 1000)
+    old_event = {**interaction("old-1", "d1", 0), "event_time": T0 - timedelta(days=120)}
+    ledger.prune(now_ms - 92 * 86_400_000 + 1)  # old-1, pushed 120 days ago, was forgotten by this prune
+    ledger.prune(now_ms - 200 * 86_400_000)  # a later prune with a smaller window moves nothing back
+    assert ledger.forgotten_before() == now_ms - 92 * 86_400_000 + 1
+    # An event from just after the cutoff is left out too: a device clock running ahead could have
+    # stamped it after an acknowledgment that came before the cutoff.
+    edge = {**interaction("edge-1", "d3", 0), "event_time": T0 - timedelta(days=91, hours=12)}
+    history = pl.DataFrame([old_event, edge, interaction("new-1", "d2", 10)], schema=INTERACTIONS_SCHEMA)
+    result, csv = run_import(ledger, history, pl.DataFrame(schema=IMPRESSIONS_SCHEMA))
+    assert result.rows == 1 and csv["ITEM_ID"].to_list() == ["d2"]
