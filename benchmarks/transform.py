@@ -179,6 +179,8 @@ def per_event(root: Path) -> dict[str, float]:
                 event_time = r["event_time"] if r["event_time"] is not None else r["received_at"]
                 if event_type in impression_types:
                     for position, item in enumerate(items_shown):
+                        if item is None:  # an entry that was not an id: a gap in the positions
+                            continue
                         impression_rows.append({
                             "event_id": event_id, "user_id": r["user_id"], "item_id": item,
                             "position": position, "impression_type": event_type,

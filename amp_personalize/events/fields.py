@@ -82,11 +82,16 @@ def _session_id(value: object) -> int | None:
     return int(value)
 
 
-def _items(value: object) -> list[str] | None:
+def _items(value: object) -> list[str | None] | None:
+    """The ids shown, in order, with None in place of each entry that is not an id.
+
+    The None keeps every id at its index in the list as sent: that index is its position in
+    what the user was shown. Consumers treat only the ids as items (a list of only Nones is
+    nothing shown). An empty list, or no list, is None.
+    """
     if not isinstance(value, list):
         return None
-    items = [item for item in map(_id, value) if item is not None]
-    return items or None
+    return [_id(item) for item in value] or None
 
 
 def extract(obj: object, where: str) -> dict:

@@ -43,14 +43,17 @@ class WeightTable:
         item_id: str | None,
         items_shown: list | None,
     ) -> bool:
-        """ML-relevant: a weighted type, a user, and an item (or, for impressions, items shown)."""
+        """ML-relevant: a weighted type, a user, and an item (or, for impressions, items shown).
+
+        `items_shown` as landed keeps a None where an entry was not an id; only ids count.
+        """
         if event_type is None or user_id is None:
             return False
         kind = event_type.lower()
         if kind not in self.weights:
             return False
         if kind in self.impression_types:
-            return bool(items_shown)
+            return items_shown is not None and any(item is not None for item in items_shown)
         return item_id is not None
 
     @property

@@ -6,7 +6,7 @@
 EVENTS_PER_HOUR = """
 SELECT date_trunc('hour', event_time) AS hour,
        count(*) AS events,
-       count(*) FILTER (WHERE kind = 'event' AND item_id IS NOT NULL OR len(items_shown) > 0) AS with_items,
+       count(*) FILTER (WHERE kind = 'event' AND item_id IS NOT NULL OR list_count(items_shown) > 0) AS with_items,
        count(DISTINCT user_id) AS users
 FROM raw_events
 GROUP BY 1 ORDER BY 1 DESC LIMIT 12

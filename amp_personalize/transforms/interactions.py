@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from amp_personalize.transforms import UTC_MS
+from amp_personalize.transforms import UTC_MS, n_shown
 
 _TYPE = pl.col("event_type").str.to_lowercase()
 
@@ -54,8 +54,12 @@ def interactions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
 
 
 def impressions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
-    """One row per (impression event, item shown), with the item's position in what was shown."""
-    shown = weighted(raw, weights).filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0)
+    """One row per (impression event, item shown), with the item's position in what was shown.
+
+    Positions count every entry as sent: the nulls landed in place of entries that were not ids
+    are dropped only after exploding, so they leave a gap instead of moving later items up.
+    """
+    shown = weighted(raw, weights).filter(pl.col("is_impression"), n_shown(pl.col("items_shown")) > 0)
     return (
         shown.select(
             "event_id",
@@ -68,6 +72,7 @@ def impressions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
             "event_value",
         )
         .explode("item_id", "position")
+        .filter(pl.col("item_id").is_not_null())
         .collect()
     )
 
@@ -95,7 +100,7 @@ def skip_reasons(raw: pl.DataFrame, weights: pl.DataFrame) -> dict[str, int]:
             "kind",
             _TYPE.alias("event_type"),
             pl.col("user_id").is_not_null().alias("has_user"),
-            (pl.col("items_shown").list.len().fill_null(0) > 0).alias("has_items"),
+            (n_shown(pl.col("items_shown")) > 0).alias("has_items"),
             pl.col("item_id").is_not_null().alias("has_item"),
         )
         .agg(pl.len().alias("count"))

@@ -12,7 +12,9 @@ from amp_personalize.backends.personalize.bulk_import import (
     interactions_csv,
     run_import,
 )
+from amp_personalize.backends.personalize.impressions import attach_impressions
 from amp_personalize.backends.personalize.jobs import JobFailed, Poll, job_name
+from amp_personalize.transforms import UTC_MS
 
 ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/amp/INTERACTIONS"
 ROLE = "arn:aws:iam::123456789012:role/PersonalizeS3"
@@ -48,6 +50,36 @@ def test_csv_is_personalizes_format_and_lands_in_s3():
     cut = rows["IMPRESSION"][1]
     assert len(cut) <= 1000 and cut.split("|")[-1] in {f"item_{k:04d}" for k in range(200)}
     assert rows["RECOMMENDATION_ID"][1] == "r" * 40
+
+
+def test_import_impressions_are_the_ids_shown_before_and_never_a_null():
+    """Landed lists keep a null where an entry was not an id; only the ids reach the CSV."""
+    def at(minute):
+        return datetime(2026, 1, 1, 0, minute, tzinfo=timezone.utc)
+
+    shown = pl.DataFrame(
+        {"user_id": ["u1", "u1", "u2"], "event_time": [at(0), at(1), at(0)], "items_shown": [["d1", None, "d2"], [None, None], ["d7"]]},
+        schema={"user_id": pl.String(), "event_time": UTC_MS, "items_shown": pl.List(pl.String())},
+    )
+    interactions = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u2"],
+            "item_id": ["d2", "d7", "d8"],
+            "event_time": [at(2), at(3), at(4)],
+            "event_type": ["click"] * 3,
+            "event_value": [1.0] * 3,
+            # u2's clicks carry their own lists: one of only non-ids (so the feed before counts), one with a gap.
+            "items_shown": [None, [None], [None, "d5"]],
+            "recommendation_id": [None] * 3,
+        },
+        schema_overrides={"event_time": UTC_MS, "items_shown": pl.List(pl.String()), "recommendation_id": pl.String()},
+    )
+    attached = attach_impressions(interactions, shown)
+    # u1's later impression showed no ids: the feed before it is still the one to attach.
+    assert attached["items_shown"].to_list() == [["d1", "d2"], ["d7"], ["d5"]]
+    assert pl.read_csv(interactions_csv(attached))["IMPRESSION"].to_list() == ["d1|d2", "d7", "d5"]
+    gaps = interactions.with_columns(pl.Series("items_shown", [["d1", None, "d9"], [None, None], None]))
+    assert pl.read_csv(interactions_csv(gaps))["IMPRESSION"].to_list() == ["d1|d9", None, None]
 
 
 def personalize():

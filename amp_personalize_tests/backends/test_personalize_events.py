@@ -11,11 +11,17 @@ import pytest
 
 from amp_personalize.assets.personalize_events import personalize_events
 from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.realtime import push_frame
+from amp_personalize.events import load_weights
 from amp_personalize.events.windows import window_key, window_of, window_start_ms
+from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.receiver import create_app
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.personalize_sensor import personalize_events_sensor
 from amp_personalize.settings import Settings
+from amp_personalize.transforms.landing import read_landing
+from amp_personalize.transforms.raw_events import raw_events
+from amp_personalize.transforms.weights import weights_frame
 from amp_personalize_tests.backends.personalize_fakes import (
     Service,
     fake_resource,
@@ -97,6 +103,29 @@ def test_a_click_pushed_by_a_later_run_still_carries_the_feed_shown_before_it(tm
     assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
     [[click]] = [r["eventList"] for r in service.requests]
     assert click["eventId"] == "click-1" and click["impression"] == ["d1", "d2"]
+
+
+def test_pushed_impressions_hold_the_ids_shown_and_nothing_else(tmp_path):
+    """Landed lists keep a null where an entry was not an id; PutEvents gets only the ids."""
+    write_segment(tmp_path, WINDOW, [
+        ev("imp-1", "initial_impression", "u1", 0, items_shown=["d1", None, {"id": "d9"}, "", "d2"]),
+        ev("imp-2", "scroll_impression", "u1", 1, items_shown=[None, ""]),  # no ids: not the feed before click-1
+        ev("click-1", "click", "u1", 2, item_id="d2"),
+        ev("click-2", "click", "u1", 3, item_id="d1", items_shown=[None]),  # its own list shows no ids either
+    ], name="0000000000001-r1-000001")
+    # What the run remembers for later clicks: the one feed that showed ids, and only its ids.
+    raw, _ = raw_events(read_landing(sealed_segments(tmp_path / "landing", WINDOW))[0])
+    _, shown = push_frame(raw, weights_frame(load_weights()))
+    assert shown.select("user_id", "items_shown").rows() == [("u1", ["d1", "d2"])]
+    clients = make_clients()
+    service = put_events_service(clients)
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    # A later run attaches the feed the ledger remembered: ids only there too.
+    write_segment(tmp_path, WINDOW, [ev("click-3", "click", "u1", 9, item_id="d1")], name="0000000000002-r1-000002")
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    events = {e["eventId"]: e for r in service.requests for e in r["eventList"]}
+    assert sorted(events) == ["click-1", "click-2", "click-3"]
+    assert [events[e]["impression"] for e in sorted(events)] == [["d1", "d2"]] * 3
 
 
 def test_a_refused_event_is_set_aside_and_named_while_the_rest_reach_put_events(tmp_path):

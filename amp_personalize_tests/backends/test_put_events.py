@@ -62,6 +62,15 @@ def test_long_impressions_long_properties_and_long_recommendation_ids_are_made_t
     assert "recommendationId" not in event
 
 
+def test_an_impression_holds_only_ids():
+    # Landed lists keep a null where an entry was not an id (positions stay true); Personalize takes ids.
+    shown = [None if k % 3 == 1 else f"item{k}" for k in range(45)]  # 30 ids among 45 entries
+    [request] = put_events_requests(frame([click(1, items_shown=shown), click(2, items_shown=[None, None])]), "tid")
+    with_ids, without = request["eventList"]
+    assert with_ids["impression"] == [i for i in shown if i is not None][:25]  # the first 25 ids, in order
+    assert "impression" not in without  # nothing was shown
+
+
 def test_calls_made_equal_the_minimum_on_generated_structure():
     rows = []
     for u in range(50):

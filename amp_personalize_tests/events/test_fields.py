@@ -54,8 +54,24 @@ def test_extract_reads_the_spec_fields():
     assert record["kind"] == "event"
     assert record["user_id"] == "42"
     assert record["session_id"] is None
-    assert record["items_shown"] == ["a", "7"]
+    assert record["items_shown"] == ["a", "7", None, None]
     assert (record["feed_type"], record["recommendation_id"], record["event_id"]) == ("popular", "r1", "abc")
+
+
+@pytest.mark.parametrize(
+    "shown, landed",
+    [
+        # Each entry that is not an id lands as None in its place: "b" was shown third.
+        (["a", None, "b"], ["a", None, "b"]),
+        ([None, {"id": "x"}, "", True, ["y"], "c", 7, 2.5], [None, None, None, None, None, "c", "7", "2.5"]),
+        ([None, "", {}, False], [None, None, None, None]),  # nothing shown, positions and all
+        ([], None),
+        ("a", None),  # not a list
+    ],
+)
+def test_items_shown_keep_each_id_at_its_position(shown, landed):
+    record = extract({"event_type": "initial_impression", "event_properties": {"items_shown": shown}}, "e")
+    assert record["items_shown"] == landed
 
 
 @pytest.mark.parametrize("value", [-1, 1.8446744073709552e19, 9.3e18, True, "123"])

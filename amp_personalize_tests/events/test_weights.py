@@ -33,6 +33,8 @@ def test_matching_is_case_insensitive():
         ("page_view", "u1", "doc_1", None, False),  # no weight
         ("initial_impression", "u1", None, ["a", "b"], True),
         ("scroll_impression", "u1", None, [], False),  # empty items_shown
+        ("scroll_impression", "u1", None, [None, "a"], True),  # landed with a gap where a non-id was
+        ("initial_impression", "u1", None, [None, None], False),  # only non-ids: nothing shown
         ("initial_impression", "u1", "doc_1", None, False),  # an impression needs items_shown
         ("flag", "u1", "doc_1", None, True),  # negative signals are relevant too
     ],

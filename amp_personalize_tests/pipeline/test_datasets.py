@@ -49,6 +49,9 @@ W1_SEGMENT_A = [
     ev("page_view", "u1", "doc_9", "a5"),  # not weighted: skipped
     ev("click", None, "doc_1", "a6"),  # no user id: skipped
     ev("download", "u2", None, "a7"),  # no item: skipped
+    # Entries that are not ids are no items, but they were shown in their place: doc_1 was fifth.
+    ev("scroll_impression", "u2", uuid="a8", items_shown=["doc_2", None, {"id": "doc_9"}, "", "doc_1"], feed_type="for_you"),
+    ev("initial_impression", "u1", uuid="a9", items_shown=[None, "", {}, True]),  # no ids shown: skipped
 ]
 W1_SEGMENT_B = [
     ev("flag", "usuário_7", "doc_2", "b1", t="2026-01-01 09:58:00"),
@@ -106,6 +109,8 @@ def test_impressions_rows(lake):
         ("a3", "u1", "doc_1", 0, "initial_impression", "popular", 0.3),
         ("a3", "u1", "doc_2", 1, "initial_impression", "popular", 0.3),
         ("a3", "u1", "論文_3", 2, "initial_impression", "popular", 0.3),
+        ("a8", "u2", "doc_2", 0, "scroll_impression", "for_you", 0.5),
+        ("a8", "u2", "doc_1", 4, "scroll_impression", "for_you", 0.5),
     ]
     assert read(data, "impressions", W2).height == 0
 
@@ -125,7 +130,7 @@ def test_raw_events_dedupes_within_and_across_windows(lake):
     data, instance = lake
     w1 = read(data, "raw_events", W1)
     assert w1["event_id"].is_duplicated().sum() == 0
-    assert w1.height == 9  # 10 landed lines, one retry dropped; the torn line never counted
+    assert w1.height == 11  # 12 landed lines, one retry dropped; the torn line never counted
     assert "a1" not in read(data, "raw_events", W2)["event_id"].to_list()
     meta = instance.get_latest_materialization_event(dg.AssetKey("raw_events")).asset_materialization.metadata
     assert meta["duplicates_of_earlier_windows"].value == 1
@@ -143,9 +148,9 @@ def test_interactions_metadata_explains_what_was_skipped(lake):
     _, instance = lake
     records = instance.fetch_materializations(dg.AssetKey("interactions"), limit=10).records
     meta = next(r.asset_materialization.metadata for r in records if r.asset_materialization.partition == W1)
-    assert meta["processed"].value == 4  # a1, a2, a3 (impression), b1
+    assert meta["processed"].value == 5  # a1, a2, b1 and the impressions a3, a8
     assert meta["skipped_by_reason"].value == {
-        "no_item_id": 1, "no_items_shown": 1, "no_user_id": 1, "unweighted_type": 1, "user_payload": 1,
+        "no_item_id": 1, "no_items_shown": 2, "no_user_id": 1, "unweighted_type": 1, "user_payload": 1,
     }
     assert meta["weight_distribution"].value["flag"]["rows"] == 1
 
@@ -161,11 +166,13 @@ def test_readme_queries_answer_from_the_warehouse(lake):
 
     warehouse = data / "warehouse.duckdb"
     per_hour = fetch(warehouse, EVENTS_PER_HOUR)
-    assert sum(row[1] for row in per_hour) == 11  # 9 distinct events in W1, 2 new in W2
+    assert sum(row[1] for row in per_hour) == 13  # 11 distinct events in W1, 2 new in W2
+    # 10:00 (W2): c1, c2. 09:00: a1, a2, a3, a5, a6, a8, b1; not a4, a7, a9 or the user payload.
+    assert [row[2] for row in per_hour] == [2, 7]
     top = fetch(warehouse, TOP_ITEMS_BY_NET_WEIGHT)
     assert top[0][:2] == ("doc_1", 5.0)
     # u1 was shown doc_1 in a popular feed at 09:59 and had clicked it at 09:59: one click.
-    assert fetch(warehouse, CLICK_RATE_BY_FEED) == [("popular", 3, 1, round(1 / 3, 4))]
+    assert fetch(warehouse, CLICK_RATE_BY_FEED) == [("popular", 3, 1, round(1 / 3, 4)), ("for_you", 2, 0, 0.0)]
 
 
 def test_the_readme_sql_runs_as_printed(lake):

@@ -7,7 +7,12 @@ import httpx
 import orjson
 import pytest
 
+from amp_personalize.events import load_weights
 from amp_personalize.receiver import create_app
+from amp_personalize.transforms.interactions import impressions, skip_reasons
+from amp_personalize.transforms.landing import read_landing
+from amp_personalize.transforms.raw_events import raw_events
+from amp_personalize.transforms.weights import weights_frame
 from amp_personalize_tests.conftest import WEBHOOK, LiveReceiver, landed_lines
 
 SEED_CURL_BODY = """{
@@ -62,6 +67,27 @@ def test_every_body_shape_is_landed_and_counted(receiver, settings, body, proces
         processed, skipped, processed + skipped
     )
     assert len(landed_lines(settings.data_dir)) == processed + skipped
+
+
+def test_items_shown_keep_their_positions_from_the_request_to_impressions(receiver, settings):
+    shown = ["doc_a", None, {"id": "doc_x"}, "", "doc_b"]  # doc_b was shown fifth
+    r = receiver.post({"events": [
+        {"event_type": "initial_impression", "user_id": "u1", "uuid": "i1", "event_properties": {"items_shown": shown}},
+        # Only entries that are not ids: nothing was shown, exactly as for an empty list.
+        {"event_type": "scroll_impression", "user_id": "u1", "uuid": "i2", "event_properties": {"items_shown": [None, "", {}]}},
+        {"event_type": "scroll_impression", "user_id": "u1", "uuid": "i3", "event_properties": {"items_shown": []}},
+    ]})
+    assert (r.json()["processed"], r.json()["skipped"]) == (1, 2)
+    lines = {line["event_id"]: line for line in landed_lines(settings.data_dir)}
+    assert lines["i1"]["items_shown"] == ["doc_a", None, None, None, "doc_b"]
+    assert lines["i1"]["event"]["event_properties"]["items_shown"] == shown  # the raw event, as sent
+
+    landed, _ = read_landing(sorted((settings.data_dir / "landing").glob("*/*")))
+    raw, _ = raw_events(landed)
+    weights = weights_frame(load_weights())
+    shown_rows = impressions(raw, weights).select("event_id", "item_id", "position").rows()
+    assert shown_rows == [("i1", "doc_a", 0), ("i1", "doc_b", 4)]
+    assert skip_reasons(raw, weights) == {"processed": 1, "no_items_shown": 2}
 
 
 def test_gzip_body(receiver, settings):

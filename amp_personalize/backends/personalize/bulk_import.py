@@ -12,17 +12,23 @@ import polars as pl
 
 from amp_personalize.backends.personalize.jobs import Poll, wait_for
 from amp_personalize.backends.personalize.validation import validate
+from amp_personalize.transforms import n_shown
 
 MAX_IMPRESSION_CHARS = 1000
 CSV_COLUMNS = ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION", "RECOMMENDATION_ID"]
 
 
 def _impression_text(items: pl.Expr) -> pl.Expr:
-    """'|'-joined ids, cut back to whole ids within 1,000 characters (whole-column, no loops)."""
-    joined = items.list.join("|")
+    """'|'-joined ids, cut back to whole ids within 1,000 characters (whole-column, no loops).
+
+    Null entries (landed in place of entries that were not ids) are skipped; no ids is no IMPRESSION.
+    """
+    joined = items.list.join("|", ignore_nulls=True)
     cut = joined.str.slice(0, MAX_IMPRESSION_CHARS + 1)
     return (
-        pl.when(joined.str.len_chars() <= MAX_IMPRESSION_CHARS)
+        pl.when(n_shown(items) == 0)
+        .then(pl.lit(None, dtype=pl.String))
+        .when(joined.str.len_chars() <= MAX_IMPRESSION_CHARS)
         .then(joined)
         .otherwise(cut.str.replace(r"\|[^|]*$", ""))
     )

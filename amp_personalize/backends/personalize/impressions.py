@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import polars as pl
 
+from amp_personalize.transforms import ids_shown
+
 ATTACH_WITHIN = timedelta(minutes=30)
 
 
@@ -20,11 +22,13 @@ def attach_impressions(interactions: pl.DataFrame, shown: pl.DataFrame) -> pl.Da
     """`interactions` plus `items_shown`: their own, else the user's latest impression before them.
 
     `shown` has one row per impression event: user_id, event_time, items_shown (in display order).
+    Only ids count, on either side: a list's nulls (entries that were not ids, kept as landed for
+    their positions) are dropped, and a list left empty is no impression. The result has none.
     """
-    own = interactions["items_shown"] if "items_shown" in interactions.columns else None
+    own = interactions.select(ids_shown(pl.col("items_shown")))["items_shown"] if "items_shown" in interactions.columns else None
     base = interactions.drop("items_shown", strict=False).with_row_index("_row")
     latest = (
-        shown.select("user_id", pl.col("event_time").alias("_shown_at"), pl.col("items_shown").alias("_attached"))
+        shown.select("user_id", pl.col("event_time").alias("_shown_at"), ids_shown(pl.col("items_shown")).alias("_attached"))
         .filter(pl.col("_attached").list.len() > 0)
     )
     joined = (

@@ -88,7 +88,7 @@ def _api_event(row: dict) -> dict:
     props = _properties(row["properties"])
     if props:
         event["properties"] = props
-    shown = [fit_id(i) for i in (row["items_shown"] or [])[:MAX_IMPRESSION]]
+    shown = [fit_id(i) for i in (row["items_shown"] or []) if i is not None][:MAX_IMPRESSION]
     if shown:
         event["impression"] = shown
     return event

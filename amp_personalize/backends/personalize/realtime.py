@@ -24,7 +24,7 @@ from amp_personalize.backends.personalize.put_events import (
 )
 from amp_personalize.events.windows import window_key, window_of
 from amp_personalize.landing.segments import landing_windows, sealed_segments
-from amp_personalize.transforms import UTC_MS
+from amp_personalize.transforms import UTC_MS, ids_shown, n_shown
 from amp_personalize.transforms.interactions import weighted
 from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import raw_events
@@ -58,7 +58,9 @@ def push_frame(raw: pl.DataFrame, weights: pl.DataFrame, earlier_shown: pl.DataF
     events = weighted(raw, weights)
     interactions, shown = pl.collect_all([  # one plan: the lower-casing and weight join run once
         events.filter(~pl.col("is_impression"), pl.col("item_id").is_not_null()).select(*EVENTS_SCHEMA, "received_at"),
-        events.filter(pl.col("is_impression"), pl.col("items_shown").list.len() > 0).select(list(SHOWN_SCHEMA)),
+        # Only the ids: the nulls kept for positions mean nothing to Personalize, or to the ledger.
+        events.filter(pl.col("is_impression"), n_shown(pl.col("items_shown")) > 0)
+        .select("user_id", "event_time", ids_shown(pl.col("items_shown"))),
     ])
     candidates = pl.concat([earlier_shown, shown]) if earlier_shown is not None else shown
     return attach_impressions(interactions, candidates).select(*EVENTS_SCHEMA, "received_at"), shown
