@@ -6,7 +6,9 @@ only reads the body and replies is run too, as uvicorn's ceiling on this machine
 comes from wrk (C, one thread, on the other core). Each server gets a second of warm-up load
 first (a serving receiver is warm), rounds run in ABBA order so drift on a noisy machine hits
 both alike, and every round is printed before the medians. A durable run whose landing files
-hold fewer events than wrk saw acknowledged stops the benchmark.
+hold fewer events than wrk saw acknowledged stops the benchmark. Beside requests per second it
+prints the server's CPU per request (its event-loop thread, and the whole process with the
+syncer thread), which other work on the machine moves far less than it moves throughput.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 8] [--rounds 3] [--connections 64]
 """
@@ -118,6 +120,20 @@ def run_server(mode: str, data_dir: Path):
     raise SystemExit(f"{mode} server did not start")
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time of the server's event-loop thread (its main thread) and of the whole process.
+
+    Per request, these move less with other work on the machine than requests per second do:
+    a busy neighbour slows a request's wall time far more than the CPU it takes.
+    """
+    def ticks(stat: str) -> int:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    hz = os.sysconf("SC_CLK_TCK")
+    return {"loop": ticks(f"/proc/{pid}/task/{pid}/stat") / hz, "process": ticks(f"/proc/{pid}/stat") / hz}
+
+
 def landed_lines(data_dir: Path) -> int:
     return sum(p.read_bytes().count(b"\n") for p in (data_dir / "landing").glob("*/*.ndjson*"))
 
@@ -158,8 +174,11 @@ def main() -> None:
                     try:
                         if args.warmup:  # a serving receiver is warm: imports done, segment open
                             acknowledged += wrk(url + "/webhooks/amplitude/", body, args.warmup, connections, tmp)["requests"]
+                        before = cpu_seconds(proc.pid)
                         result = wrk(url + "/webhooks/amplitude/", body, args.seconds, connections, tmp)
+                        after = cpu_seconds(proc.pid)
                         acknowledged += result["requests"]
+                        result.update({k: (after[k] - before[k]) / result["requests"] * 1e6 for k in ("loop", "process")})
                     finally:
                         proc.terminate()
                         proc.wait(30)
@@ -175,16 +194,19 @@ def main() -> None:
                     f"{results[(name, 'durable')][-1]['rps'] / results[(name, 'baseline')][-1]['rps']:.3f}", flush=True)
 
     print(f"\nreceiver ingest: 1 uvicorn worker; wrk -t1, {args.seconds}s x {args.rounds} rounds alternating, medians")
-    print(f"{'scenario':<17} {'mode':<9} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'scenario':<17} {'mode':<9} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'loop CPU us/req':>16} {'process CPU us/req':>19}")
     for name, (_, per, connections) in scenarios.items():
         medians = {}
         for mode in ("bare", "baseline", "durable"):
             runs = results[(name, mode)]
-            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "loop", "process")}
             medians[mode] = med
-            print(f"{name:<17} {mode:<9} {med['rps']:>9.0f} {med['rps'] * per:>10.0f} {med['p50']:>8.2f} {med['p99']:>8.2f}")
+            print(f"{name:<17} {mode:<9} {med['rps']:>9.0f} {med['rps'] * per:>10.0f} {med['p50']:>8.2f} {med['p99']:>8.2f}"
+                  f" {med['loop']:>16.1f} {med['process']:>19.1f}")
         ratio = medians["durable"]["rps"] / medians["baseline"]["rps"]
-        print(f"{name:<17} ratio durable/baseline: {ratio:.3f}  ({connections} connections)")
+        print(f"{name:<17} ratio durable/baseline: {ratio:.3f}  ({connections} connections); CPU per request, baseline/durable: "
+              f"loop thread {medians['baseline']['loop'] / medians['durable']['loop']:.3f}, "
+              f"process {medians['baseline']['process'] / medians['durable']['process']:.3f}")
 
 
 if __name__ == "__main__":
