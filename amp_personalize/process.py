@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from amp_personalize.assets.raw_events import needs_rebuild
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
@@ -87,9 +88,9 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     plan = plan_now(settings, include_open=all_windows)
     report.waiting += [why for _, why in plan.waiting]
     done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
-    # A settled window is immutable: done once is done. A window processed while still open
-    # (--all-windows) is rebuilt, idempotently, until it has settled.
-    due = [w for w in plan.ready if w not in done or (plan.watermark is None or w > plan.watermark)]
+    # A window is built again, idempotently, when it holds a segment its last build did not read:
+    # one processed while still open (--all-windows) that received more events afterwards.
+    due = [w for w in plan.ready if w not in done or needs_rebuild(settings.landing_dir, settings.lake_dir, w)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
     for window in due:

@@ -47,6 +47,7 @@ def publish(
     amp: AmpResource,
     metadata: dict,
     partition: str = UNPARTITIONED,
+    file_metadata: dict[str, str] | None = None,
 ) -> dg.MaterializeResult:
     settings = amp.settings()
     results = evaluate(checks, df, check_context(amp))
@@ -55,7 +56,7 @@ def publish(
         path = rejected_path(settings.lake_dir, dataset, partition)
     else:
         path = partition_path(settings.lake_dir, dataset, partition)
-    size = write_atomic(df, path)
+    size = write_atomic(df, path, file_metadata)
     if not blocked:
         refresh_views(settings.warehouse_path, settings.lake_dir, (dataset,))
     return dg.MaterializeResult(

@@ -1,13 +1,16 @@
 """raw_events: the window's landed events, typed and deduplicated; the replayable source of truth."""
 
+from pathlib import Path
+
 import dagster as dg
+import orjson
 import polars as pl
 
 from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import RAW_EVENTS
 from amp_personalize.events.windows import window_key, window_start_ms
-from amp_personalize.lake.parquet import published
+from amp_personalize.lake.parquet import partition_path, published
 from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.landing import read_landing
@@ -36,6 +39,32 @@ def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl
     )
 
 
+# The parquet footer names the sealed segments a window was built from, so `process` can tell a
+# window that gained segments since (one processed while still open) from one that did not.
+BUILT_FROM = "amp.landing_segments"
+
+
+def built_from(segments: list[Path]) -> str:
+    return orjson.dumps(sorted(p.name for p in segments)).decode()
+
+
+def needs_rebuild(landing_dir: Path, lake_dir: Path, window: str) -> bool:
+    """Whether the window's published raw_events misses a segment sealed since it was built.
+
+    A window untouched for an hour before its file was written is skipped on two stats; the
+    footer is read only for the rest. Files written before the footer named segments count as
+    current: rebuilding every old window once would cost more than it finds.
+    """
+    path = partition_path(lake_dir, "raw_events", window)
+    landing = landing_dir / window
+    if not path.exists() or not landing.exists() or landing.stat().st_mtime < path.stat().st_mtime - 3600:
+        return False
+    built = pl.read_parquet_metadata(path).get(BUILT_FROM)
+    if built is None:
+        return False
+    return not {p.name for p in sealed_segments(landing_dir, window)} <= set(orjson.loads(built))
+
+
 @dg.asset(
     partitions_def=WINDOWS,
     check_specs=check_specs("raw_events", RAW_EVENTS),
@@ -57,6 +86,7 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
         RAW_EVENTS,
         amp,
         partition=window,
+        file_metadata={BUILT_FROM: built_from(segments)},
         metadata={
             "segments": len(segments),
             "lines_landed": stats.landed,

@@ -30,12 +30,15 @@ def rejected_path(lake_dir: Path, dataset: str, partition: str = UNPARTITIONED) 
     return lake_dir / "_rejected" / dataset / f"{partition}.parquet"
 
 
-def write_atomic(df: pl.DataFrame, path: Path) -> int:
-    """Write df to path via temp file + fsync + rename; returns the file size."""
+def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | None = None) -> int:
+    """Write df to path via temp file + fsync + rename; returns the file size.
+
+    `file_metadata` goes into the parquet footer's key-value metadata (what the file was built from).
+    """
     ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
-    df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576)
+    df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576, metadata=file_metadata)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

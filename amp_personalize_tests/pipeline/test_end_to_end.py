@@ -1,5 +1,6 @@
 """HTTP in, duckdb out: events posted to a live receiver come out in interactions, each once."""
 
+import time
 from dataclasses import replace
 
 import duckdb
@@ -7,8 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from amp_personalize.cli import main
+from amp_personalize.events.windows import window_key, window_of
 from amp_personalize.receiver import create_app
 from amp_personalize_tests.conftest import LiveReceiver
+from amp_personalize_tests.landing_fixture import write_segment
 
 pytestmark = pytest.mark.slow
 
@@ -51,3 +54,31 @@ def test_train_with_too_little_data_says_what_it_counted(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train"])
     assert result.exit_code == 1
     assert "no model trained: not enough training data in the last 90 days (0 interactions, 0 users, 0 items)" in result.output
+
+
+def test_process_builds_a_window_again_when_it_gained_a_segment_after_its_last_build(tmp_path, monkeypatch):
+    """`process --all-windows` builds the open window; events landing in it afterwards must reach
+    the lake at the next `process`, even once the window has closed and settled."""
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    window = window_key(window_of(int(time.time() * 1000) - 3 * 3_600_000, 60))  # closed and settled
+    click = lambda i: {"event_type": "click", "user_id": "u1", "uuid": f"e{i}", "event_properties": {"item_id": f"d{i}"}}  # noqa: E731
+    write_segment(tmp_path / "data", window, [click(1)], name="0000000000001-r1-000001")
+
+    def process() -> str:
+        result = CliRunner().invoke(main, ["process"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def interactions() -> list[str]:
+        with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+            return sorted(r[0] for r in con.sql("select event_id from interactions").fetchall())
+
+    assert f"processed 1 window(s): {window}" in process()
+    assert interactions() == ["e1"]
+    # As if the first build had run while the window was open: a segment sealed after it.
+    write_segment(tmp_path / "data", window, [click(2)], name="0000000000002-r1-000002")
+    assert f"processed 1 window(s): {window}" in process()
+    assert interactions() == ["e1", "e2"]
+    assert "processed 0 window(s)" in process()  # nothing new: nothing rebuilt
