@@ -152,7 +152,11 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
         .select("user_id").unique().sort("user_id").collect()["user_id"]
     )
     vetoed = interactions.filter(pl.col("event_value") < 0).select("user_id", "item_id").unique().collect()
-    recs = recommend_without_vetoed(backend, model, active.to_list(), settings.num_results, vetoed).with_columns(
+    # A user without a list gets the popular one, which may hold an item they vetoed: so everyone
+    # who ever vetoed an item gets a list of their own, however long ago they were active.
+    vetoing = vetoed.select("user_id").unique().filter(~pl.col("user_id").is_in(active.implode()))["user_id"]
+    users = active.append(vetoing).sort()
+    recs = recommend_without_vetoed(backend, model, users.to_list(), settings.num_results, vetoed).with_columns(
         pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )
     result = publish(
@@ -163,6 +167,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
         metadata={
             "model_version": model.version,
             "active_users": active.len(),
+            "inactive_users_with_vetoes": vetoing.len(),
             "by_source": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("source").iter_rows())) if recs.height else {},
             "num_results": settings.num_results,
             "active_days": settings.active_days,

@@ -155,6 +155,27 @@ def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_pat
     assert u1["rank"].to_list() == [1, 2] and u1["item_id"][0] == "b" and "pop" not in u1["item_id"]
 
 
+def test_a_user_inactive_for_weeks_is_not_offered_the_popular_item_they_hid(tmp_path):
+    """Users outside AMP_ACTIVE_DAYS get no model list of their own; the popular fallback must
+    still leave out what they vetoed."""
+    data = tmp_path / "data"
+    away = []
+    for kind, item in (("click", "a"), ("hide", "pop")):
+        e = event("away", item, kind)
+        e["time"] = int((NOW - timedelta(days=60)).timestamp() * 1000)  # in the history, not active
+        away.append(e)
+    result, checks = train_and_cache(data, [
+        *[event(f"reader{i}", item) for i in range(6) for item in ("pop", "a", "b")],
+        *[event(f"other{i}", item) for i in range(4) for item in ("pop", "c", "d")],
+        *away,
+    ], num_results=2)
+    assert result.success and checks["no_vetoed_items"]
+    recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
+    assert "pop" in pl.read_parquet(partition_path(data / "lake", "popular_items"))["item_id"].to_list()
+    offered = recs.filter(pl.col("user_id") == "away")["item_id"].to_list()
+    assert len(offered) == 2 and "pop" not in offered
+
+
 def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
     """popular_items (what strangers get) moves only together with the lists it backs."""
     data = tmp_path / "data"
