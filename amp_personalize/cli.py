@@ -214,6 +214,8 @@ def similar(item_id: str, num_results: int | None) -> None:
 
     settings = _settings()
     items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
+    if version is None:
+        raise click.ClickException("no similar items cached yet: run `amp-personalize train`")
     if items is None:
         raise click.ClickException(f"item {item_id!r} is not in the similar-items cache (model {version})")
     _print_items(items, f"items similar to {item_id} (model {version})")

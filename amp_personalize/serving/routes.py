@@ -40,7 +40,10 @@ def serving_routes(cache: RecommendationCache, default_results: int) -> list[Rou
         n = _num_results(request, default_results)
         if isinstance(n, Response):
             return n
-        items, source, version = await run_in_threadpool(cache.recommend, request.path_params["user_id"], n)
+        user_id = request.path_params["user_id"]
+        if not user_id:  # a client that lost its user id must hear so, not get strangers' list
+            return _json(404, {"code": 404, "error": "no user id: GET /recommendations/{user_id}"})
+        items, source, version = await run_in_threadpool(cache.recommend, user_id, n)
         if not items:
             return _json(503, {"code": 503, "error": "no recommendations cached yet: train a model (amp-personalize train)"})
         return _json(200, {"items": _items(items), "source": source, "model_version": version})
@@ -50,7 +53,11 @@ def serving_routes(cache: RecommendationCache, default_results: int) -> list[Rou
         if isinstance(n, Response):
             return n
         item_id = request.path_params["item_id"]
+        if not item_id:
+            return _json(404, {"code": 404, "error": "no item id: GET /similar-items/{item_id}"})
         items, version = await run_in_threadpool(cache.similar, item_id, n)
+        if version is None:
+            return _json(503, {"code": 503, "error": "no similar items cached yet: train a model (amp-personalize train)"})
         if items is None:
             return _json(404, {"code": 404, "error": f"item {item_id[:200]!r} is not in the similar-items cache (model {version})"})
         return _json(200, {"items": _items(items), "source": "similar_items", "model_version": version})

@@ -1,9 +1,15 @@
-"""The serving cache answers with the source the recommendations dataset records."""
+"""The serving cache answers with the source the recommendations dataset records, and says
+what is missing when there is no cache or no id."""
 
+import httpx
 import polars as pl
+from click.testing import CliRunner
 
+from amp_personalize.cli import main
 from amp_personalize.lake.parquet import partition_path, write_atomic
+from amp_personalize.receiver import create_app
 from amp_personalize.serving.cache import RecommendationCache
+from amp_personalize_tests.conftest import LiveReceiver
 
 
 def test_a_cached_list_of_popularity_backfill_is_not_called_a_model_list(tmp_path):
@@ -22,3 +28,15 @@ def test_a_cached_list_of_popularity_backfill_is_not_called_a_model_list(tmp_pat
     assert cache.recommend("known", 2) == ([("a", 0.9), ("b", 0.5)], "model", "v1")
     assert cache.recommend("cold", 2) == ([("p", 10.0), ("q", 8.0)], "popularity", "v1")
     assert cache.recommend("stranger", 2) == ([("p", 10.0)], "popularity", "v1")
+
+
+def test_before_any_cache_and_without_an_id_the_answers_say_what_is_missing(settings):
+    with LiveReceiver(create_app(settings)) as live:
+        for route in ("/recommendations/u1", "/similar-items/doc_1"):
+            r = httpx.get(live.url + route)
+            assert r.status_code == 503 and "cached yet: train a model" in r.json()["error"], (route, r.text)
+        for route, what in (("/recommendations/", "no user id"), ("/similar-items/", "no item id")):
+            r = httpx.get(live.url + route)
+            assert r.status_code == 404 and r.json()["error"].startswith(what), (route, r.text)
+    result = CliRunner().invoke(main, ["similar", "doc_1"], env={"AMP_DATA_DIR": str(settings.data_dir)})
+    assert result.exit_code == 1 and "no similar items cached yet: run `amp-personalize train`" in result.output
