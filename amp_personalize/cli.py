@@ -10,6 +10,8 @@ import click
 
 from amp_personalize.settings import Settings, SettingsError
 
+PORT = click.IntRange(1, 65535)
+
 
 def _settings() -> Settings:
     try:
@@ -25,8 +27,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Interface to bind [AMP_RECEIVER_HOST, 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port [AMP_RECEIVER_PORT, 8000].")
-@click.option("--workers", type=int, default=1, show_default=True, help="Receiver processes.")
+@click.option("--port", type=PORT, default=None, help="Port [AMP_RECEIVER_PORT, 8000].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Receiver processes.")
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the webhook receiver alone."""
     import uvicorn
@@ -56,7 +58,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 @main.command()
 @click.option("--ui-host", default="127.0.0.1", show_default=True, help="Dagster UI interface.")
-@click.option("--ui-port", type=int, default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--ui-port", type=PORT, default=3000, show_default=True, help="Dagster UI port.")
 @click.option("--workspace", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="workspace.yaml", show_default=True)
 def up(ui_host: str, ui_port: int, workspace: Path) -> None:
     """The receiver and the Dagster UI (with the landing sensor running); Ctrl-C stops both."""
@@ -107,9 +109,9 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
 @click.option("--all-windows", is_flag=True, help="Also seal and process the window still open (demos, tests).")
 def process(all_windows: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
+    settings = _settings()  # before the import: it loads modules that read the settings themselves
     from amp_personalize.process import dagster_instance, process_once
 
-    settings = _settings()
     with dagster_instance(settings) as instance:
         report = process_once(settings, all_windows, instance)
     for why in report.waiting:
@@ -125,9 +127,9 @@ def process(all_windows: bool) -> None:
 @main.command()
 def train() -> None:
     """Run the retraining job now: the model, then the recommendation caches."""
+    settings = _settings()  # before the import: it loads modules that read the settings themselves
     from amp_personalize.process import dagster_instance, train_once
 
-    settings = _settings()
     with dagster_instance(settings) as instance:
         ok, meta = train_once(settings, instance)
     if not meta:

@@ -6,17 +6,24 @@ typo fails loudly at start-up instead of half-way through a run.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
+
+# The longest span any duration setting may name: a century. Past it a value is a slip (an extra
+# digit or a unit mix-up), and far enough past it datetime arithmetic overflows inside a run.
+MAX_DAYS = 36_500
+DEFAULT_RETRAIN_CRON = "0 3 * * *"
 
 
 class SettingsError(ValueError):
     """A setting is present but unusable; the message names the variable."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -26,10 +33,12 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -37,8 +46,55 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum:
+    if not math.isfinite(value):  # float() reads "inf" and "nan"; neither is a duration or a rate
+        raise SettingsError(f"{name}={raw!r} is not a finite number")
+    if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    """A duration in seconds, at most MAX_DAYS (sleeping or adding longer ones overflows)."""
+    return _float(env, name, default, minimum, maximum=MAX_DAYS * 86_400)
+
+
+def _partitions_start(env: Mapping[str, str]) -> str:
+    """An ISO date (or date and time, UTC unless it says otherwise) from 1970 up to now."""
+    raw = env.get("AMP_PARTITIONS_START", "").strip()
+    if not raw:
+        return Settings.partitions_start
+    try:
+        start = datetime.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is not an ISO date like 2025-01-01") from None
+    start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
+    if start.year < 1970:
+        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is before 1970")
+    # A start in the future leaves no window a partition to process: every landed window (whose
+    # time is the receive time, never ahead of now) would be refused. Say so now instead.
+    if start > datetime.now(timezone.utc):
+        raise SettingsError(
+            f"AMP_PARTITIONS_START={raw!r} is in the future: no landing window could be processed; "
+            "it is the first day the window partitions cover"
+        )
+    return start.isoformat()
+
+
+def _cron(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    if not value or value == default:
+        return default
+    # Dagster's own validator for a schedule's cron string (imported only for a custom one: the
+    # receiver reads settings too, and does not otherwise load Dagster).
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(value):
+        raise SettingsError(
+            f"{name}={value!r} is not a cron schedule Dagster accepts: five fields, minute hour day-of-month "
+            "month day-of-week (e.g. '0 3 * * *', daily at 03:00 UTC)"
+        )
     return value
 
 
@@ -67,13 +123,20 @@ class Settings:
     history_days: int = 90
     dedupe_lookback_hours: int = 24
     future_skew_minutes: int = 10
-    partitions_start: str = "2025-01-01"
+    partitions_start: str = "2025-01-01"  # ISO; from_env checks it parses and is not in the future
     backend: str = "local"
-    retrain_cron: str = "0 3 * * *"
+    retrain_cron: str = DEFAULT_RETRAIN_CRON
     active_days: int = 30
     num_results: int = 25
     exclude_seen: bool = True
     personalize: "PersonalizeSettings" = field(default_factory=lambda: PersonalizeSettings())
+
+    @property
+    def partitions_start_ms(self) -> int:
+        """The first window partition's earliest possible start (epoch ms, UTC)."""
+        start = datetime.fromisoformat(self.partitions_start)
+        start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start
+        return int(start.timestamp() * 1000)
 
     @property
     def landing_dir(self) -> Path:
@@ -117,21 +180,21 @@ class Settings:
             webhook_secret=env.get("AMP_WEBHOOK_SECRET") or None,
             max_body_bytes=_int(env, "AMP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             window_minutes=window_minutes,
-            segment_max_age_seconds=_float(env, "AMP_SEGMENT_MAX_AGE_SECONDS", 15.0, minimum=0.01),
+            segment_max_age_seconds=_seconds(env, "AMP_SEGMENT_MAX_AGE_SECONDS", 15.0, minimum=0.01),
             segment_max_bytes=_int(env, "AMP_SEGMENT_MAX_BYTES", cls.segment_max_bytes, minimum=1024),
-            commit_interval_ms=_float(env, "AMP_COMMIT_INTERVAL_MS", 0.0),
+            commit_interval_ms=_float(env, "AMP_COMMIT_INTERVAL_MS", 0.0, maximum=MAX_DAYS * 86_400_000),
             commit_max_events=_int(env, "AMP_COMMIT_MAX_EVENTS", 10_000, minimum=1),
             receiver_host=env.get("AMP_RECEIVER_HOST", "").strip() or "127.0.0.1",
-            receiver_port=_int(env, "AMP_RECEIVER_PORT", 8000, minimum=0),
+            receiver_port=_int(env, "AMP_RECEIVER_PORT", 8000, minimum=1, maximum=65535),
             weights_file=Path(weights) if weights else None,
-            grace_seconds=_float(env, "AMP_GRACE_SECONDS", 30.0),
-            history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1),
-            dedupe_lookback_hours=_int(env, "AMP_DEDUPE_LOOKBACK_HOURS", 24, minimum=0),
-            future_skew_minutes=_int(env, "AMP_FUTURE_SKEW_MINUTES", 10, minimum=0),
-            partitions_start=env.get("AMP_PARTITIONS_START", "").strip() or "2025-01-01",
+            grace_seconds=_seconds(env, "AMP_GRACE_SECONDS", 30.0),
+            history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1, maximum=MAX_DAYS),
+            dedupe_lookback_hours=_int(env, "AMP_DEDUPE_LOOKBACK_HOURS", 24, minimum=0, maximum=MAX_DAYS * 24),
+            future_skew_minutes=_int(env, "AMP_FUTURE_SKEW_MINUTES", 10, minimum=0, maximum=MAX_DAYS * 1440),
+            partitions_start=_partitions_start(env),
             backend=_backend(env, personalize),
-            retrain_cron=env.get("AMP_RETRAIN_CRON", "").strip() or "0 3 * * *",
-            active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1),
+            retrain_cron=_cron(env, "AMP_RETRAIN_CRON", DEFAULT_RETRAIN_CRON),
+            active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1, maximum=MAX_DAYS),
             num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1),
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
             personalize=personalize,
@@ -219,8 +282,8 @@ class PersonalizeSettings:
             recommend_concurrency=_int(env, "AMP_PERSONALIZE_RECOMMEND_CONCURRENCY", cls.recommend_concurrency, minimum=1),
             batch_users=_int(env, "AMP_PERSONALIZE_BATCH_USERS", cls.batch_users, minimum=1),
             training_mode=mode,
-            job_timeout_seconds=_float(env, "AMP_PERSONALIZE_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, minimum=1),
-            poll_seconds=_float(env, "AMP_PERSONALIZE_POLL_SECONDS", cls.poll_seconds, minimum=0.01),
+            job_timeout_seconds=_seconds(env, "AMP_PERSONALIZE_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, minimum=1),
+            poll_seconds=_seconds(env, "AMP_PERSONALIZE_POLL_SECONDS", cls.poll_seconds, minimum=0.01),
         )
 
 

@@ -72,3 +72,71 @@ def test_the_readme_lists_exactly_the_window_widths_settings_accept():
             continue
         accepted.add(minutes)
     assert {int(n) for n in re.findall(r"\d+", meaning)} == accepted
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        # inf and nan parse as floats; as durations they hang a wait or overflow a sum
+        ({"AMP_SEGMENT_MAX_AGE_SECONDS": "inf"}, "AMP_SEGMENT_MAX_AGE_SECONDS='inf' is not a finite number"),
+        ({"AMP_GRACE_SECONDS": "inf"}, "AMP_GRACE_SECONDS='inf' is not a finite number"),
+        ({"AMP_GRACE_SECONDS": "nan"}, "AMP_GRACE_SECONDS='nan' is not a finite number"),
+        ({"AMP_COMMIT_INTERVAL_MS": "-inf"}, "AMP_COMMIT_INTERVAL_MS='-inf' is not a finite number"),
+        ({"AMP_PERSONALIZE_PUSH_TPS": "NaN"}, "AMP_PERSONALIZE_PUSH_TPS='NaN' is not a finite number"),
+        ({"AMP_PERSONALIZE_POLL_SECONDS": "1e300"}, "AMP_PERSONALIZE_POLL_SECONDS=1e\\+300 must be at most"),
+        ({"AMP_RECEIVER_PORT": "70000"}, "AMP_RECEIVER_PORT=70000 must be at most 65535"),
+        ({"AMP_RECEIVER_PORT": "0"}, "AMP_RECEIVER_PORT=0 must be at least 1"),
+        ({"AMP_PARTITIONS_START": "garbage"}, "AMP_PARTITIONS_START='garbage' is not an ISO date"),
+        ({"AMP_PARTITIONS_START": "2999-01-01"}, "AMP_PARTITIONS_START='2999-01-01' is in the future"),
+        ({"AMP_RETRAIN_CRON": "0 3 * *"}, "AMP_RETRAIN_CRON='0 3 \\* \\*' is not a cron schedule"),
+        ({"AMP_RETRAIN_CRON": "61 3 * * *"}, "AMP_RETRAIN_CRON='61 3 \\* \\* \\*' is not a cron schedule"),
+        ({"AMP_HISTORY_DAYS": "100000000"}, "AMP_HISTORY_DAYS=100000000 must be at most 36500"),
+        ({"AMP_ACTIVE_DAYS": "100000000"}, "AMP_ACTIVE_DAYS=100000000 must be at most 36500"),
+        ({"AMP_DEDUPE_LOOKBACK_HOURS": "10000000000"}, "AMP_DEDUPE_LOOKBACK_HOURS=10000000000 must be at most"),
+    ],
+)
+def test_unusable_values_fail_at_start_up_naming_the_variable(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_usable_edge_values_are_accepted():
+    s = Settings.from_env({
+        "AMP_RECEIVER_PORT": "65535", "AMP_HISTORY_DAYS": "36500", "AMP_RETRAIN_CRON": "@daily",
+        "AMP_PARTITIONS_START": "2024-06-01T12:00", "AMP_GRACE_SECONDS": "1e5",
+    })
+    assert (s.receiver_port, s.history_days, s.retrain_cron, s.grace_seconds) == (65535, 36500, "@daily", 1e5)
+    assert s.partitions_start_ms == 1717243200000  # 2024-06-01 12:00 UTC
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["serve", "--port", "83036"], "83036 is not in the range 1<=x<=65535"),
+        (["serve", "--port", "0"], "0 is not in the range 1<=x<=65535"),
+        (["serve", "--workers", "0"], "0 is not in the range x>=1"),
+        (["up", "--ui-port", "70000"], "70000 is not in the range 1<=x<=65535"),
+    ],
+)
+def test_cli_port_and_worker_options_are_checked(args, message, monkeypatch):
+    from click.testing import CliRunner
+
+    import amp_personalize.services
+    from amp_personalize.cli import main
+
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the receiver started"))
+    monkeypatch.setattr(amp_personalize.services, "up", lambda *a, **k: pytest.fail("up started"))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_bad_setting_is_one_line_even_for_commands_that_load_the_pipeline(tmp_path, monkeypatch):
+    """process and train import modules that read the settings at import time (the schedule's cron)."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "AMP_DATA_DIR": str(tmp_path / "data"), "AMP_RETRAIN_CRON": "0 3 * *"}
+    for command in ("process", "train"):
+        done = subprocess.run([sys.executable, "-m", "amp_personalize.cli", command], env=env, capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "Error: AMP_RETRAIN_CRON='0 3 * *' is not a cron schedule" in done.stderr

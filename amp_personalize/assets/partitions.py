@@ -20,7 +20,7 @@ def window_partitions(settings: Settings) -> dg.TimeWindowPartitionsDefinition:
     # end_offset=1 makes the open window a partition too, for `process --all-windows`.
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule=window_cron(settings.window_minutes),
-        start=datetime.fromisoformat(settings.partitions_start).replace(tzinfo=timezone.utc),
+        start=datetime.fromtimestamp(settings.partitions_start_ms / 1000, tz=timezone.utc),
         fmt=WINDOW_KEY_FORMAT,
         timezone="UTC",
         end_offset=1,

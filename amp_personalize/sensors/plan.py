@@ -40,17 +40,25 @@ def plan_windows(
     grace_seconds: float,
     watermark: str | None = None,
     include_open: bool = False,
+    partitions_start_ms: int | None = None,
 ) -> WindowPlan:
     """Windows after `watermark`, oldest first, that are closed, past the grace period and sealed.
 
     Stops at the first window that is not ready, so the watermark only ever moves over a
     contiguous run of settled windows and a restart from a saved cursor misses nothing.
     With include_open the still-open window counts as ready once its segments are sealed.
+    Windows starting before `partitions_start_ms` have no partition to run: they are passed
+    over, with one line in `waiting` saying so.
     """
     plan = WindowPlan(watermark=watermark)
     width = window_minutes * 60_000
+    before_start: list[str] = []
     for window in landing_windows(landing_dir):
         if watermark is not None and window <= watermark:
+            continue
+        if partitions_start_ms is not None and window_start_ms(window) < partitions_start_ms:
+            before_start.append(window)
+            plan.watermark = window  # never a partition under these settings: nothing to wait for
             continue
         closes = window_start_ms(window) + width
         settled = closes + int(grace_seconds * 1000)
@@ -70,6 +78,13 @@ def plan_windows(
             plan.ready.append(window)
         if now_ms >= settled:
             plan.watermark = window
+    if before_start:
+        span = before_start[0] if len(before_start) == 1 else f"{before_start[0]} to {before_start[-1]}"
+        plan.waiting.insert(0, (before_start[0], (
+            f"{len(before_start)} landing window(s) ({span}) begin before AMP_PARTITIONS_START "
+            f"({_iso(partitions_start_ms)}), so they have no partition and are not processed; "
+            "an earlier AMP_PARTITIONS_START includes them"
+        )))
     return plan
 
 
@@ -83,4 +98,5 @@ def plan_now(settings: Settings, watermark: str | None = None, include_open: boo
         grace_seconds=settings.grace_seconds,
         watermark=watermark,
         include_open=include_open,
+        partitions_start_ms=settings.partitions_start_ms,
     )

@@ -4,16 +4,19 @@ import fcntl
 import json
 import os
 import time
+from dataclasses import replace
 
 import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from amp_personalize.assets.partitions import window_partitions
 from amp_personalize.definitions import defs
-from amp_personalize.events.windows import window_key, window_of
+from amp_personalize.events.windows import window_key, window_of, window_start_ms
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.landing_sensor import landing_sensor
-from amp_personalize.sensors.plan import plan_windows
+from amp_personalize.sensors.plan import plan_now, plan_windows
+from amp_personalize.settings import Settings
 from amp_personalize_tests.landing_fixture import write_segment
 
 HOUR = 3_600_000
@@ -129,3 +132,20 @@ def test_the_sensor_is_registered_running_on_the_window_job():
     sensor = defs.resolve_sensor_def("landing_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "process_window"
+
+
+def test_windows_before_the_partitions_start_are_passed_over_with_a_reason(tmp_path):
+    """A landed window older than AMP_PARTITIONS_START has no partition: running it would fail
+    with DagsterUnknownPartitionError, so it is named and skipped, and the watermark moves on."""
+    data = tmp_path / "data"
+    for window in ("20250101T0000Z", "20250101T0100Z", "20250101T0200Z"):
+        write_segment(data, window, [CLICK])
+    start = window_start_ms("20250101T0200Z")
+    plan = plan_windows(data / "landing", data / "q", start + 10 * HOUR, 60, 30, partitions_start_ms=start)
+    assert plan.ready == ["20250101T0200Z"] and plan.watermark == "20250101T0200Z"
+    [(_, why)] = plan.waiting
+    assert why.startswith("2 landing window(s) (20250101T0000Z to 20250101T0100Z) begin before AMP_PARTITIONS_START (2025-01-01 02:00:00 UTC)")
+
+    settings = replace(Settings.from_env({"AMP_PARTITIONS_START": "2025-01-01T02:00"}), data_dir=data)
+    assert plan_now(settings).ready == ["20250101T0200Z"]
+    assert window_partitions(settings).get_first_partition_window().start.timestamp() * 1000 == start
