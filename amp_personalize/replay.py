@@ -56,31 +56,39 @@ def _events_in_document(data: bytes) -> list | None:
 
 
 def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dict]:
-    """Events from a .json document (object, list, or {"events": [...]}) or from NDJSON lines."""
+    """Events from a .json document (object, list, or {"events": [...]}) or from NDJSON lines.
+
+    A name ending .gz promises gzip: content that is not is unreadable (BadGzipFile), not NDJSON.
+    Errors name the line (`file:6: ...`) for NDJSON and the event's index for a JSON document.
+    """
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    elif name.lower().endswith(".gz"):
+        raise gzip.BadGzipFile(f"not a gzip file (named .gz, but it starts {data[:8]!r})")
     events = _events_in_document(data)
     if events is None:
-        events = []
+        located = []
         for number, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                events.append(orjson.loads(line))
+                located.append((f"{name}:{number}: ", "event", orjson.loads(line)))
             except orjson.JSONDecodeError:
                 summary.invalid += 1
                 summary.errors.append(f"{name}:{number}: not JSON")
-    for number, event in enumerate(events, 1):
+    else:
+        located = [(f"{name}: ", f"event {number}", event) for number, event in enumerate(events, 1)]
+    for prefix, where, event in located:
         # The receiver refuses a whole request for one bad element, so one is kept out here, by
         # the receiver's own rule, rather than costing its batch's good events.
         try:
-            orjson.dumps(extract(event, f"event {number}"))
+            orjson.dumps(extract(event, where))
         except EventShapeError as exc:
             summary.invalid += 1
-            summary.errors.append(f"{name}: {exc}")
+            summary.errors.append(f"{prefix}{exc}")
         except orjson.JSONEncodeError:  # past orjson's depth limit, as the receiver would find
             summary.invalid += 1
-            summary.errors.append(f"{name}: event {number} is nested too deeply")
+            summary.errors.append(f"{prefix}{where} is nested too deeply")
         else:
             yield event
 
@@ -106,7 +114,8 @@ def _starts_like_a_zip(path: Path) -> bool:
 
 def read_events(path: Path, summary: ReplaySummary) -> Iterator[dict]:
     """Events of one file: .json, .json.gz, .ndjson/.jsonl, or an Amplitude export .zip of those."""
-    if zipfile.is_zipfile(path) or _starts_like_a_zip(path):
+    # A name ending .zip promises a zip: one that is not is unreadable (BadZipFile), not NDJSON.
+    if path.name.lower().endswith(".zip") or zipfile.is_zipfile(path) or _starts_like_a_zip(path):
         try:
             archive = zipfile.ZipFile(path)
         except _UNREADABLE as exc:

@@ -12,7 +12,13 @@ from click.testing import CliRunner
 
 from amp_personalize.cli import main
 from amp_personalize.receiver import create_app
-from amp_personalize.replay import MAX_RETRY_AFTER_SECONDS, replay, retry_after_seconds
+from amp_personalize.replay import (
+    MAX_RETRY_AFTER_SECONDS,
+    ReplaySummary,
+    read_events,
+    replay,
+    retry_after_seconds,
+)
 from amp_personalize_tests.conftest import WEBHOOK, LiveReceiver, landed_lines
 
 
@@ -189,3 +195,34 @@ def test_replay_cli_names_unreadable_files_and_fails(receiver, tmp_path):
     assert "sent 30  processed 30  skipped 0  failed 0  invalid 0  unreadable files 4" in result.output
     for path in (paths[1], paths[2], f"{paths[3]}!export/1.json", paths[5]):
         assert f"  unreadable: {path}: " in result.output
+
+
+def test_a_file_named_zip_or_gzip_that_is_not_is_unreadable_not_ndjson(receiver, tmp_path):
+    plain = ndjson([ev(i) for i in range(3)])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("export/0.json.gz", plain)  # a member named .gz whose bytes are not gzip
+    files = {"export.zip": plain, "a.json.gz": plain, "b.gz": b"not gzip\n", "c.ZIP": b"", "d.zip": archive.getvalue()}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    paths = [tmp_path / name for name in files]
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *map(str, paths)])
+    assert result.exit_code == 1, result.output
+    assert "sent 0  processed 0  skipped 0  failed 0  invalid 0  unreadable files 5" in result.output
+    assert "not JSON" not in result.output
+    for path, kind in [(paths[0], "BadZipFile"), (paths[1], "BadGzipFile"), (paths[2], "BadGzipFile"), (paths[3], "BadZipFile"),
+                       (f"{paths[4]}!export/0.json.gz", "BadGzipFile")]:
+        assert f"  unreadable: {path}: {kind}: " in result.output, result.output
+
+
+def test_ndjson_errors_are_numbered_by_line_even_after_a_bad_line(tmp_path):
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(ndjson([ev(1)]) + b"\n" + b"{broken\n" + ndjson([ev(2), {"time": 1}, [1, 2]]))
+    summary = ReplaySummary()
+    sent = list(read_events(path, summary))
+    assert [e["uuid"] for e in sent] == ["e1", "e2"]
+    assert summary.errors == [
+        f"{path}:3: not JSON",
+        f"{path}:5: event has no event_type and no user_id or device_id",
+        f"{path}:6: event is not an object (got list)",
+    ]
