@@ -11,6 +11,8 @@ import click
 from amp_personalize.settings import Settings, SettingsError
 
 PORT = click.IntRange(1, 65535)
+# `sql` prints every row up to --max-rows; duckdb's table renderer draws at most 10,000.
+DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT = 1_000, 10_000
 
 
 def _settings() -> Settings:
@@ -225,19 +227,32 @@ def similar(item_id: str, num_results: int | None) -> None:
 
 @main.command()
 @click.argument("query")
-def sql(query: str) -> None:
+@click.option(
+    "--max-rows", type=click.IntRange(1, MAX_ROWS_LIMIT), default=DEFAULT_MAX_ROWS, show_default=True,
+    help="Print at most this many rows (the first ones); the output says when there were more.",
+)
+def sql(query: str, max_rows: int) -> None:
     """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""
     import duckdb
 
     from amp_personalize.lake.warehouse import query as run_query
 
+    if not query.strip():
+        raise click.UsageError('QUERY is empty: give a SQL statement, e.g. "select count(*) from interactions"')
     settings = _settings()
     if not settings.warehouse_path.exists():
-        raise click.UsageError(f"{settings.warehouse_path} does not exist yet: run `amp-personalize process` first")
+        raise click.UsageError(
+            f"no dataset to query yet ({settings.warehouse_path} does not exist): it is made when "
+            "`amp-personalize process` materializes a landing window, so events must land first "
+            "(send or `replay` them, then process)"
+        )
     try:
-        click.echo(run_query(settings.warehouse_path, query))
+        table = run_query(settings.warehouse_path, query, max_rows=max_rows)
     except duckdb.Error as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
+    if table is None:
+        raise click.UsageError("QUERY has no SQL statement in it (only comments or semicolons)")
+    click.echo(table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The CLI's own behaviour on bad input: `sql`'s table and its usage errors."""
+
+import re
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from amp_personalize.cli import main
+from amp_personalize.lake.warehouse import query
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    """A warehouse with a 14-column view of 30 rows, one of its values 80 characters long."""
+    path = tmp_path / "warehouse.duckdb"
+    columns = ", ".join(f"{i} AS col_{i}" for i in range(12))
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE VIEW wide AS SELECT range AS n, repeat('y', 80) AS long_text, {columns} FROM range(30)")
+    return path
+
+
+def first_column(table: str) -> list[int]:
+    return [int(m) for m in re.findall(r"^│\s+(\d+) │", table, re.MULTILINE)]
+
+
+def test_sql_prints_every_row_and_column(warehouse):
+    table = query(warehouse, "select * from wide order by n")
+    assert first_column(table) == list(range(30)), table
+    header = table.splitlines()[1]
+    assert [name.strip() for name in header.strip("│").split("│")] == ["n", "long_text", *(f"col_{i}" for i in range(12))]
+    assert "y" * 80 in table and "shown" not in table and "…" not in table
+
+
+def test_sql_says_how_it_cut_a_result_beyond_max_rows(warehouse):
+    table = query(warehouse, "select n from wide order by n", max_rows=10)
+    assert first_column(table) == list(range(10)), table
+    assert table.endswith("more than 10 rows: only the first 10 are shown (see --max-rows, or add a LIMIT)")
+    assert "more than" not in query(warehouse, "select n from wide", max_rows=30)
+
+
+def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
+    empty = CliRunner().invoke(main, ["sql", "  "])
+    assert empty.exit_code == 2 and "QUERY is empty" in empty.output
+    missing = CliRunner().invoke(main, ["sql", "select 1"])
+    assert missing.exit_code == 2 and "no dataset to query yet" in missing.output
+    assert "run `amp-personalize process` first" not in missing.output  # untrue after a process that found nothing
+    (env / "data").mkdir()
+    warehouse.rename(env / "data" / "warehouse.duckdb")
+    comment = CliRunner().invoke(main, ["sql", "/* nothing */ ;"])
+    assert comment.exit_code == 2 and "no SQL statement" in comment.output
+    shown = CliRunner().invoke(main, ["sql", "--max-rows", "5", "select n from wide order by n"])
+    assert shown.exit_code == 0 and "more than 5 rows" in shown.output
+
