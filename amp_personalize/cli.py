@@ -22,6 +22,16 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
+def _check_weights(settings: Settings) -> None:
+    """Read the weight file now, before anything starts, so a bad one is one clear line."""
+    from amp_personalize.events import WeightsError, load_weights
+
+    try:
+        load_weights(settings.weights_file)
+    except WeightsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """Amplitude events in, personalized recommendations out."""
@@ -35,13 +45,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the webhook receiver alone."""
     import uvicorn
 
-    from amp_personalize.events import WeightsError, load_weights
-
     settings = _settings()
-    try:
-        load_weights(settings.weights_file)  # fail here, not in every worker
-    except WeightsError as exc:
-        raise click.UsageError(str(exc)) from None
+    _check_weights(settings)  # fail here, not in every worker
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "amp_personalize.receiver:create_app",
@@ -66,7 +71,9 @@ def up(ui_host: str, ui_port: int, workspace: Path) -> None:
     """The receiver and the Dagster UI (with the landing sensor running); Ctrl-C stops both."""
     from amp_personalize.services import up as run_up
 
-    sys.exit(run_up(_settings(), ui_host, ui_port, workspace))
+    settings = _settings()
+    _check_weights(settings)
+    sys.exit(run_up(settings, ui_host, ui_port, workspace))
 
 
 @main.command()
@@ -112,6 +119,7 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
 def process(all_windows: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
+    _check_weights(settings)
     from amp_personalize.process import dagster_instance, process_once
 
     with dagster_instance(settings) as instance:
@@ -130,6 +138,7 @@ def process(all_windows: bool) -> None:
 def train() -> None:
     """Run the retraining job now: the model, then the recommendation caches."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
+    _check_weights(settings)
     from amp_personalize.process import dagster_instance, train_once
 
     with dagster_instance(settings) as instance:

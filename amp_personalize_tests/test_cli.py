@@ -1,11 +1,14 @@
-"""The CLI's own behaviour on bad input: `sql`'s table and its usage errors."""
+"""The CLI's own behaviour on bad input: a bad weight file, `sql`'s table and its usage errors."""
 
+import json
 import re
 
 import duckdb
 import pytest
 from click.testing import CliRunner
 
+import amp_personalize.process
+import amp_personalize.services
 from amp_personalize.cli import main
 from amp_personalize.lake.warehouse import query
 
@@ -16,6 +19,24 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()
     return tmp_path
+
+
+@pytest.mark.parametrize("command", ["process", "train", "up", "serve"])
+def test_a_malformed_weight_file_stops_every_command_before_it_starts_anything(env, monkeypatch, command):
+    weights = env / "weights.json"
+    weights.write_text(json.dumps({"weights": {"click": "x"}}))
+    monkeypatch.setenv("AMP_WEIGHTS_FILE", str(weights))
+    (env / "workspace.yaml").write_text("")
+    never = lambda *a, **k: pytest.fail(f"{command} started running")  # noqa: E731
+    monkeypatch.setattr(amp_personalize.process, "train_once", never)
+    monkeypatch.setattr(amp_personalize.process, "process_once", never)
+    monkeypatch.setattr(amp_personalize.services, "up", never)
+    monkeypatch.setattr("uvicorn.run", never)
+    args = [command, "--workspace", str(env / "workspace.yaml")] if command == "up" else [command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert f"Error: {weights}: weights['click']: 'x' is not a number" in result.output
+    assert "Traceback" not in result.output and not (env / "data" / "models").exists()
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ import click
 import httpx
 
 from amp_personalize.demo.generator import generate_events, user_taste, write_ndjson_gz
+from amp_personalize.events import WeightsError, load_weights
 from amp_personalize.lake.queries import DEMO_QUERIES
 from amp_personalize.lake.warehouse import fetch, query
-from amp_personalize.process import dagster_instance, process_once, train_once
 from amp_personalize.receiver.app import WEBHOOK_PATH
 from amp_personalize.replay import replay
 from amp_personalize.serving.cache import RecommendationCache
-from amp_personalize.settings import Settings
+from amp_personalize.settings import Settings, SettingsError
 
 
 def _free_port() -> int:
@@ -52,7 +52,14 @@ def start_receiver(env: dict[str, str], port: int) -> subprocess.Popen:
 @click.option("--days", default=14, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 def main(users: int, items: int, days: int, seed: int) -> None:
-    settings = Settings.from_env()
+    try:  # a bad setting or weight file: one line now, not a traceback after the replay
+        settings = Settings.from_env()
+        load_weights(settings.weights_file)
+    except (SettingsError, WeightsError) as exc:
+        raise click.UsageError(str(exc)) from None
+    # Only now: importing the pipeline loads modules that read the settings at import.
+    from amp_personalize.process import dagster_instance, process_once, train_once
+
     events_file = settings.data_dir / "demo" / f"events-{seed}-{users}-{items}-{days}.ndjson.gz"
     click.echo(f"generating {users} users x {items} items x {days} days of events (seed {seed}) ...")
     write_ndjson_gz(generate_events(users, items, days, seed, end_ms=int(time.time() * 1000)), events_file)
