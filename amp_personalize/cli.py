@@ -32,6 +32,31 @@ def _check_weights(settings: Settings) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
+    """`run <id>` of the latest failed run of the job (for that partition), with what failed.
+
+    In-process runs log nothing to the console (the expected failures have their own message);
+    an unexpected one is named here so that its full logs can be found in the Dagster UI.
+    """
+    import dagster as dg
+
+    tags = {"dagster/partition": partition} if partition else None
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE], tags=tags), limit=1
+    )
+    if not records:
+        return f"a {job_name} run"
+    run_id = records[0].dagster_run.run_id
+    failures = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None:  # the user code's own exception
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
+        failures.append(f"{entry.dagster_event.step_key}: {message}")
+    return f"run {run_id}" + (f" ({'; '.join(failures)})" if failures else "")
+
+
 @click.group()
 def main() -> None:
     """Amplitude events in, personalized recommendations out."""
@@ -124,6 +149,12 @@ def process(all_windows: bool) -> None:
 
     with dagster_instance(settings) as instance:
         report = process_once(settings, all_windows, instance)
+        runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
+            name: _failed_run(instance, "refresh_user_item_scores")
+            if name == "user_item_scores"
+            else _failed_run(instance, "process_window", partition=name)
+            for name in report.failed
+        }
     for why in report.waiting:
         click.echo(f"waiting: {why}")
     click.echo(f"processed {len(report.windows)} window(s): {', '.join(report.windows) or '-'}")
@@ -131,6 +162,8 @@ def process(all_windows: bool) -> None:
         click.echo("refreshed user_item_scores")
     if report.failed:
         click.echo(f"failed: {', '.join(report.failed)} (see the Dagster UI for the run logs)", err=True)
+        for name, run in runs.items():
+            click.echo(f"  {name}: {run}", err=True)
         sys.exit(1)
 
 
@@ -143,8 +176,12 @@ def train() -> None:
 
     with dagster_instance(settings) as instance:
         ok, meta = train_once(settings, instance)
+        if not meta:
+            failed = _failed_run(instance, "retrain")
+        elif not ok:
+            failed = _failed_run(instance, "refresh_recommendations")
     if not meta:
-        raise click.ClickException("no model trained: the run failed, see the Dagster UI")
+        raise click.ClickException(f"no model trained: {failed} failed; its logs are in the Dagster UI")
     if not meta.get("trained"):
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in meta.items() if k != "trained")
         raise click.ClickException(
@@ -157,7 +194,7 @@ def train() -> None:
         f"NDCG@10 {meta['ndcg_at_10']:.4f} vs popularity {meta['ndcg_at_10_popularity']:.4f}"
     )
     if not ok:
-        raise click.ClickException("refreshing the caches failed (see the Dagster UI)")
+        raise click.ClickException(f"refreshing the caches failed: {failed}; its logs are in the Dagster UI")
     if meta.get("caches_skipped"):
         click.echo(f"caches not refreshed: {meta['caches_skipped']}")
         return

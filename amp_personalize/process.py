@@ -51,7 +51,10 @@ def _run_options(settings: Settings, instance: dg.DagsterInstance) -> dict:
     from amp_personalize.backends.personalize.resource import PersonalizeResource
     from amp_personalize.resources import AmpResource
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI has the full logs
+    # Nothing on the console: a run's failure is reported by the command (a blocking check on
+    # too little data as its own one-line message, anything else naming the run), and the
+    # Dagster UI has the full logs. Dagster's console logger would print each failure's stack.
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     resources = {"amp": AmpResource.from_settings(settings), "personalize": PersonalizeResource.from_settings(settings.personalize)}
     return {"instance": instance, "raise_on_error": False, "run_config": quiet, "resources": resources}
 

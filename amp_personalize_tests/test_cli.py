@@ -1,7 +1,10 @@
 """The CLI's own behaviour on bad input: a bad weight file, `sql`'s table and its usage errors."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -11,6 +14,7 @@ import amp_personalize.process
 import amp_personalize.services
 from amp_personalize.cli import main
 from amp_personalize.lake.warehouse import query
+from amp_personalize_tests.landing_fixture import write_segment
 
 
 @pytest.fixture
@@ -81,3 +85,31 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     shown = CliRunner().invoke(main, ["sql", "--max-rows", "5", "select n from wide order by n"])
     assert shown.exit_code == 0 and "more than 5 rows" in shown.output
 
+
+def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """The command as a user runs it: its own process, no DAGSTER_HOME (the product's default instance)."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith("AMP_")}
+    env["AMP_DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.run([sys.executable, "-m", "amp_personalize.cli", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_train_without_data_prints_one_line_and_no_dagster_noise(tmp_path):
+    done = run_cli(tmp_path, "train")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("Error: no model trained: not enough training data in the last 90 days (0 interactions"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.slow
+def test_an_unexpected_run_failure_names_the_run_and_its_error_without_a_stack(tmp_path):
+    write_segment(tmp_path / "data", "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
+    (tmp_path / "data" / "lake").write_text("")  # a file where the lake's directory belongs
+    done = run_cli(tmp_path, "process")
+    assert done.returncode == 1
+    assert done.stdout == "processed 0 window(s): -\n"
+    lines = done.stderr.splitlines()
+    assert lines[0] == "failed: 20250105T1000Z (see the Dagster UI for the run logs)", done.stderr
+    assert re.fullmatch(r"  20250105T1000Z: run [0-9a-f-]{36} \(raw_events: NotADirectoryError: .*\)", lines[1]), done.stderr
+    assert len(lines) == 2, done.stderr
