@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -19,6 +21,7 @@ import orjson
 import polars as pl
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+from moto import mock_aws
 
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.resource import PersonalizeResource
@@ -114,6 +117,15 @@ def fake_resource(clients: Clients, key: str = "default", **settings) -> FakePer
         "job_timeout_seconds": 60,
     }
     return FakePersonalize(s3=S3Resource(region_name=REGION), key=key, **{**base, **settings})
+
+
+@contextmanager
+def clients_with_bucket() -> Iterator[tuple[object, Clients]]:
+    """Inside moto: an S3 client with the settings' bucket made, and clients that use it."""
+    with mock_aws():
+        s3 = client("s3")
+        s3.create_bucket(Bucket="amp-bucket")
+        yield s3, make_clients(s3)
 
 
 def make_clients(s3=None) -> Clients:

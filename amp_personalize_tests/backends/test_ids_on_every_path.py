@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.backend import CATALOG, PersonalizeBackend
@@ -33,6 +32,7 @@ from amp_personalize_tests.backends.personalize_fakes import (
     DATASET,
     Service,
     client,
+    clients_with_bucket,
     fake_resource,
     make_clients,
 )
@@ -50,10 +50,7 @@ def interaction(event_id: str, item_id: str, seconds: int) -> dict:
 
 def run_import(ledger: Ledger, history: pl.DataFrame, shown: pl.DataFrame) -> tuple[ImportResult, pl.DataFrame]:
     """import_missing through moto's S3 and a stubbed job that goes ACTIVE: its result and its CSV."""
-    with mock_aws():
-        s3 = client("s3")
-        s3.create_bucket(Bucket="amp-bucket")
-        clients = make_clients(s3)
+    with clients_with_bucket() as (s3, clients):
         with Stubber(clients.personalize) as stub:
             stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
             stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "ACTIVE"}})

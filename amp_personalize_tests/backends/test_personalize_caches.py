@@ -7,7 +7,6 @@ import dagster as dg
 import orjson
 import polars as pl
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from amp_personalize.assets.recommender import recommendations, similar_items
 from amp_personalize.backends.personalize.backend import CATALOG, COLD_USER
@@ -21,7 +20,7 @@ from amp_personalize_tests.backends.personalize_fakes import (
     SIMS,
     SOLUTION,
     Service,
-    client,
+    clients_with_bucket,
     fake_resource,
     make_clients,
     write_history,
@@ -88,10 +87,7 @@ def test_the_rate_limit_holds_the_configured_tps(tmp_path):
 def test_past_the_threshold_one_batch_inference_job_fills_the_cache(tmp_path):
     write_history(tmp_path, users=30, per_user=3)
     trained_version(tmp_path)
-    with mock_aws():
-        s3 = client("s3")
-        s3.create_bucket(Bucket="amp-bucket")
-        clients = make_clients(s3)
+    with clients_with_bucket() as (s3, clients):
         Service(clients.runtime, "GetRecommendations", answer_user)  # the cold-start list only
         jobs = {}
 

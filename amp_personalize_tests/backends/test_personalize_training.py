@@ -5,7 +5,6 @@ import dagster as dg
 import polars as pl
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from amp_personalize.assets.recommender import recommender_model
 from amp_personalize.backends.personalize.ledger import Ledger
@@ -22,7 +21,7 @@ from amp_personalize_tests.backends.personalize_fakes import (
     DATASET,
     ROLE,
     SOLUTION,
-    client,
+    clients_with_bucket,
     fake_resource,
     make_clients,
     write_history,
@@ -74,10 +73,7 @@ def test_weights_map_to_events_config_and_negative_types_to_the_exclusion_filter
 
 def test_training_imports_updates_weights_trains_and_moves_the_campaign(tmp_path):
     rows = write_history(tmp_path, users=40, per_user=30)
-    with mock_aws():
-        s3 = client("s3")
-        s3.create_bucket(Bucket="amp-bucket")
-        clients = make_clients(s3)
+    with clients_with_bucket() as (s3, clients):
         with Stubber(clients.personalize) as stub:
             expect_training(stub, import_mode="FULL", weights_in_sync=False)
             result = dg.materialize([recommender_model], resources=resources(tmp_path, clients))
@@ -125,10 +121,7 @@ def test_training_imports_updates_weights_trains_and_moves_the_campaign(tmp_path
 
 def test_a_failed_import_fails_the_run_clearly_and_marks_nothing_done(tmp_path):
     write_history(tmp_path, users=40, per_user=30)
-    with mock_aws():
-        s3 = client("s3")
-        s3.create_bucket(Bucket="amp-bucket")
-        clients = make_clients(s3)
+    with clients_with_bucket() as (s3, clients):
         with Stubber(clients.personalize) as stub:
             stub.add_response("create_dataset_import_job", {"datasetImportJobArn": f"{DATASET}-import-1"})
             stub.add_response("describe_dataset_import_job", {"datasetImportJob": {"status": "CREATE IN_PROGRESS"}})
