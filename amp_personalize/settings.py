@@ -195,7 +195,7 @@ class Settings:
             backend=_backend(env, personalize),
             retrain_cron=_cron(env, "AMP_RETRAIN_CRON", DEFAULT_RETRAIN_CRON),
             active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1, maximum=MAX_DAYS),
-            num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1),
+            num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1, maximum=500),  # what one answer may hold (HTTP, CLI, Personalize)
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
             personalize=personalize,
         )

@@ -86,6 +86,7 @@ def test_the_readme_lists_exactly_the_window_widths_settings_accept():
         ({"AMP_PERSONALIZE_POLL_SECONDS": "1e300"}, "AMP_PERSONALIZE_POLL_SECONDS=1e\\+300 must be at most"),
         ({"AMP_RECEIVER_PORT": "70000"}, "AMP_RECEIVER_PORT=70000 must be at most 65535"),
         ({"AMP_RECEIVER_PORT": "0"}, "AMP_RECEIVER_PORT=0 must be at least 1"),
+        ({"AMP_NUM_RESULTS": "501"}, "AMP_NUM_RESULTS=501 must be at most 500"),
         ({"AMP_PARTITIONS_START": "garbage"}, "AMP_PARTITIONS_START='garbage' is not an ISO date"),
         ({"AMP_PARTITIONS_START": "2999-01-01"}, "AMP_PARTITIONS_START='2999-01-01' is in the future"),
         ({"AMP_RETRAIN_CRON": "0 3 * *"}, "AMP_RETRAIN_CRON='0 3 \\* \\*' is not a cron schedule"),
