@@ -11,8 +11,9 @@ import click
 from amp_personalize.settings import Settings, SettingsError
 
 PORT = click.IntRange(1, 65535)
-# `sql` prints every row up to --max-rows; duckdb's table renderer draws at most 10,000.
-DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT = 1_000, 10_000
+# `sql` prints every row up to --max-rows; duckdb's table renderer draws fewer than 10,000 (at
+# 10,000 it adds a stray "? rows" line).
+DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT = 1_000, 9_999
 
 
 def _settings() -> Settings:
@@ -265,7 +266,7 @@ def similar(item_id: str, num_results: int | None) -> None:
     settings = _settings()
     items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
     if version is None:
-        raise click.ClickException("no similar items cached yet: run `amp-personalize train`")
+        raise click.ClickException("no similar items cached yet: run `amp-personalize train` (on Personalize this needs a SIMS campaign)")
     if items is None:
         raise click.ClickException(f"item {item_id!r} is not in the similar-items cache (model {version})")
     _print_items(items, f"items similar to {item_id} (model {version})")

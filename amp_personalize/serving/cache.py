@@ -25,6 +25,7 @@ class Snapshot:
     user_source: dict[str, str]  # where each cached list's first item came from
     popular: list[tuple[str, float]]
     similar: dict[str, list[tuple[str, float]]]
+    similar_version: str | None  # its own: similar_items can be cached while recommendations are empty
 
 
 def _grouped(df: pl.DataFrame, key: str, item: str) -> dict[str, list[tuple[str, float]]]:
@@ -64,6 +65,7 @@ class RecommendationCache:
             ) if recs.height else {},
             popular=list(zip(popular["item_id"], popular["score"])) if popular.height else [],
             similar=_grouped(similar, "item_id", "similar_item_id"),
+            similar_version=similar["model_version"][0] if similar.height else None,
         )
 
     def snapshot(self) -> Snapshot:
@@ -87,6 +89,7 @@ class RecommendationCache:
         return snap.popular[:n], "popularity", snap.model_version
 
     def similar(self, item_id: str, n: int) -> tuple[list[tuple[str, float]] | None, str | None]:
+        """(items or None if the item is not cached, model_version or None if nothing is cached)."""
         snap = self.snapshot()
         items = snap.similar.get(item_id)
-        return (items[:n] if items is not None else None), snap.model_version
+        return (items[:n] if items is not None else None), snap.similar_version

@@ -57,7 +57,7 @@ def serving_routes(cache: RecommendationCache, default_results: int) -> list[Rou
             return _json(404, {"code": 404, "error": "no item id: GET /similar-items/{item_id}"})
         items, version = await run_in_threadpool(cache.similar, item_id, n)
         if version is None:
-            return _json(503, {"code": 503, "error": "no similar items cached yet: train a model (amp-personalize train)"})
+            return _json(503, {"code": 503, "error": "no similar items cached yet: train a model (amp-personalize train; on Personalize this needs a SIMS campaign)"})
         if items is None:
             return _json(404, {"code": 404, "error": f"item {item_id[:200]!r} is not in the similar-items cache (model {version})"})
         return _json(200, {"items": _items(items), "source": "similar_items", "model_version": version})

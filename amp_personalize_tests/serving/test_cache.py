@@ -40,3 +40,13 @@ def test_before_any_cache_and_without_an_id_the_answers_say_what_is_missing(sett
             assert r.status_code == 404 and r.json()["error"].startswith(what), (route, r.text)
     result = CliRunner().invoke(main, ["similar", "doc_1"], env={"AMP_DATA_DIR": str(settings.data_dir)})
     assert result.exit_code == 1 and "no similar items cached yet: run `amp-personalize train`" in result.output
+
+
+def test_similar_items_are_served_while_the_recommendations_cache_is_empty(tmp_path):
+    """Nobody active in AMP_ACTIVE_DAYS leaves recommendations empty; similar_items stands alone."""
+    lake = tmp_path / "lake"
+    write_atomic(pl.DataFrame(schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64,
+                                      "source": pl.String, "model_version": pl.String}), partition_path(lake, "recommendations"))
+    write_atomic(pl.DataFrame({"item_id": ["p1"], "rank": pl.Series([1], dtype=pl.Int32), "similar_item_id": ["p2"], "score": [0.9],
+                               "model_version": ["v1"]}), partition_path(lake, "similar_items"))
+    assert RecommendationCache(lake).similar("p1", 5) == ([("p2", 0.9)], "v1")
