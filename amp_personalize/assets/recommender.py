@@ -155,7 +155,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     # A user without a list gets the popular one, which may hold an item they vetoed: so everyone
     # who ever vetoed an item gets a list of their own, however long ago they were active.
     vetoing = vetoed.select("user_id").unique().filter(~pl.col("user_id").is_in(active.implode()))["user_id"]
-    users = active.append(vetoing).sort()
+    users = pl.concat([active, vetoing]).sort()  # not Series.append: it would grow `active` in place
     recs = recommend_without_vetoed(backend, model, users.to_list(), settings.num_results, vetoed).with_columns(
         pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
     )

@@ -170,6 +170,8 @@ def test_a_user_inactive_for_weeks_is_not_offered_the_popular_item_they_hid(tmp_
         *away,
     ], num_results=2)
     assert result.success and checks["no_vetoed_items"]
+    meta = result.asset_materializations_for_node("recommendations")[0].metadata
+    assert (meta["active_users"].value, meta["inactive_users_with_vetoes"].value) == (10, 1)
     recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
     assert "pop" in pl.read_parquet(partition_path(data / "lake", "popular_items"))["item_id"].to_list()
     offered = recs.filter(pl.col("user_id") == "away")["item_id"].to_list()
