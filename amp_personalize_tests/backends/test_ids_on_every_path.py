@@ -12,6 +12,7 @@ import polars as pl
 from botocore.stub import ANY, Stubber
 
 from amp_personalize.backends.base import TrainedModel, TrainingData
+from amp_personalize.backends.personalize import ledger as ledger_module
 from amp_personalize.backends.personalize.backend import CATALOG, PersonalizeBackend
 from amp_personalize.backends.personalize.ids import fit_id
 from amp_personalize.backends.personalize.jobs import Poll
@@ -104,18 +105,44 @@ def test_recommendations_and_similar_items_come_back_under_the_apps_own_ids(tmp_
     assert similar.rows() == [(LONG_ITEM, 1, LONG_ITEM, 0.9), (LONG_ITEM, 2, "d1", 0.5)]
 
 
-def test_events_older_than_what_the_ledger_forgot_are_not_imported_again(tmp_path):
-    """AMP_HISTORY_DAYS raised from 90 to 180: the ledger pruned ids pushed before day 92, and the
-    import's window now reaches back past them. Those events may be in Personalize already."""
+class Clock:
+    """Stands in for the ledger module's `time`, to acknowledge events months ago."""
+
+    def __init__(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_events_older_than_what_the_ledger_forgot_are_not_imported_again(tmp_path, monkeypatch):
+    """AMP_HISTORY_DAYS raised from 90 to 180: the ledger forgot ids acknowledged before day 92,
+    and the import's window now reaches back past them. Those events may be in Personalize."""
     ledger = Ledger(tmp_path / "ledger.sqlite")
+    monkeypatch.setattr(ledger_module, "time", Clock(T0 - timedelta(days=120)))
+    ledger.record(["old-1"])  # pushed live 120 days ago
+    monkeypatch.undo()
     now_ms = int(T0.timestamp() * 1000)
-    old_event = {**interaction("old-1", "d1", 0), "event_time": T0 - timedelta(days=120)}
-    ledger.prune(now_ms - 92 * 86_400_000 + 1)  # old-1, pushed 120 days ago, was forgotten by this prune
+    assert ledger.prune(now_ms - 92 * 86_400_000) == 1
+    forgotten = ledger.forgotten_before()
+    assert forgotten == int((T0 - timedelta(days=120)).timestamp() * 1000) + 1  # the newest forgotten ack
     ledger.prune(now_ms - 200 * 86_400_000)  # a later prune with a smaller window moves nothing back
-    assert ledger.forgotten_before() == now_ms - 92 * 86_400_000 + 1
-    # An event from just after the cutoff is left out too: a device clock running ahead could have
-    # stamped it after an acknowledgment that came before the cutoff.
-    edge = {**interaction("edge-1", "d3", 0), "event_time": T0 - timedelta(days=91, hours=12)}
+    assert ledger.forgotten_before() == forgotten
+    old_event = {**interaction("old-1", "d1", 0), "event_time": T0 - timedelta(days=120, minutes=1)}
+    # An event from just after that is left out too: a device clock running ahead could have
+    # stamped it after the acknowledgment.
+    edge = {**interaction("edge-1", "d3", 0), "event_time": T0 - timedelta(days=119, hours=12)}
     history = pl.DataFrame([old_event, edge, interaction("new-1", "d2", 10)], schema=INTERACTIONS_SCHEMA)
     result, csv = run_import(ledger, history, pl.DataFrame(schema=IMPRESSIONS_SCHEMA))
     assert result.rows == 1 and csv["ITEM_ID"].to_list() == ["d2"]
+
+
+def test_a_prune_that_forgets_nothing_leaves_old_history_importable(tmp_path):
+    """History from before Personalize was set up was never pushed: a prune of an empty ledger
+    (every push run prunes) must not hide it from the import."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.prune(int(T0.timestamp() * 1000) - 92 * 86_400_000) == 0
+    assert ledger.forgotten_before() == 0
+    old = {**interaction("old-1", "d1", 0), "event_time": T0 - timedelta(days=200)}
+    result, csv = run_import(ledger, pl.DataFrame([old], schema=INTERACTIONS_SCHEMA), pl.DataFrame(schema=IMPRESSIONS_SCHEMA))
+    assert result.rows == 1 and csv["ITEM_ID"].to_list() == ["d1"]

@@ -121,16 +121,40 @@ def test_an_invalid_event_is_found_alone_and_set_aside_while_the_rest_go_through
     assert (again.calls, again.skipped_already_pushed, sent[6:]) == (0, 4, [])
 
 
-def test_when_the_first_events_are_all_refused_the_setup_is_at_fault_and_nothing_is_set_aside(tmp_path):
+def test_when_events_are_all_refused_the_setup_is_at_fault_and_what_was_refused_is_not_set_aside(tmp_path):
     ids = [f"e{i}" for i in range(REFUSED_BEFORE_ANY_ACCEPTED + 5)]
     frame = events(ids).with_columns(user_id=pl.col("event_id"))  # one event per call
     client, ledger = client_recording([]), Ledger(tmp_path / "l.sqlite")
     with Stubber(client) as stub:
         for _ in range(REFUSED_BEFORE_ANY_ACCEPTED):
             stub.add_client_error("put_events", "InvalidInputException", "eventValue is required", http_status_code=400)
-        with pytest.raises(PushFailed, match=rf"refused all of the first {REFUSED_BEFORE_ANY_ACCEPTED} events.*eventValue is required"):
+        with pytest.raises(PushFailed, match=rf"refused the last {REFUSED_BEFORE_ANY_ACCEPTED} events in a row.*eventValue is required"):
             push(put_events_requests(frame, "tid"), client, ledger, sleep=lambda s: None)
     assert ledger.refused() == {} and ledger.count() == 0
+
+
+def test_a_setup_refusing_everything_is_noticed_across_small_runs_and_an_accepted_call_resets_the_count(tmp_path):
+    """The sensor's runs carry a few events each: the refusals in a row are counted across runs."""
+    client, ledger = client_recording([]), Ledger(tmp_path / "l.sqlite")
+
+    def run(ids: list[str], answers: list[str]) -> None:
+        frame = events(ids).with_columns(user_id=pl.col("event_id"))
+        with Stubber(client) as stub:
+            for answer in answers:
+                if answer == "ok":
+                    stub.add_response("put_events", {})
+                else:
+                    stub.add_client_error("put_events", "InvalidInputException", "bad", http_status_code=400)
+            push(put_events_requests(frame, "tid"), client, ledger, sleep=lambda s: None)
+
+    run([f"a{i}" for i in range(8)], ["bad"] * 8)  # set aside: one run cannot tell
+    run([f"b{i}" for i in range(8)], ["bad"] * 8)
+    assert ledger.refusal_streak() == 16 and len(ledger.refused()) == 16
+    with pytest.raises(PushFailed, match="refused the last 20 events in a row"):
+        run([f"c{i}" for i in range(8)], ["bad"] * 4)
+    assert len(ledger.refused()) == 16  # the failed run set nothing aside
+    run(["d0", "d1"], ["ok", "bad"])  # the setup was fixed: one event is bad, the other went in
+    assert ledger.refusal_streak() == 0 and "d1" in ledger.refused()
 
 
 def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):

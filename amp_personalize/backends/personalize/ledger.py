@@ -112,13 +112,29 @@ class Ledger:
         with self._write() as db:
             db.executemany("INSERT OR IGNORE INTO pushed VALUES (?, ?)", [(e, now) for e in event_ids])
 
-    def refuse(self, refusals: list[tuple[str, str]]) -> None:
-        """(event id, reason) of events PutEvents refused as invalid: the live push leaves them."""
-        if not refusals:
-            return
+    def refuse(self, refusals: list[tuple[str, str]], accepted: bool) -> None:
+        """(event id, reason) of events PutEvents refused as invalid: the live push leaves them.
+
+        Also counts refusals since a run last had a call accepted (`refusal_streak`), so that a
+        setup refusing everything is noticed however few events each run carries.
+        """
         now = int(time.time() * 1000)
         with self._write() as db:
             db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?)", [(e, now, reason) for e, reason in refusals])
+            db.execute(
+                "INSERT INTO marks VALUES ('refusal_streak', ?) ON CONFLICT (name) DO UPDATE SET value = ?",
+                (0 if accepted else len(refusals), 0 if accepted else self._mark(db, "refusal_streak") + len(refusals)),
+            )
+
+    def refusal_streak(self) -> int:
+        """Events refused since a push run last had a call accepted."""
+        with self._lock:
+            return self._mark(self._db, "refusal_streak")
+
+    @staticmethod
+    def _mark(db: sqlite3.Connection, name: str) -> int:
+        row = db.execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
 
     def refused(self) -> dict[str, str]:
         with self._lock:
@@ -179,23 +195,25 @@ class Ledger:
         """Forget ids acknowledged before this time: past the history window no import asks for
         them, and past Amplitude's retry horizon no duplicate of them arrives. Returns how many.
 
-        The cutoff is kept (`forgotten_before`): an event happens before it is acknowledged, so
-        an event older than the cutoff may be in Personalize without the ledger knowing, and an
-        import must leave it out, say after AMP_HISTORY_DAYS was raised.
+        The newest forgotten acknowledgment is kept (`forgotten_before`): an event happens before
+        it is acknowledged, so an event older than that may be in Personalize without the ledger
+        knowing, and an import must leave it out, say after AMP_HISTORY_DAYS was raised. A prune
+        that forgets nothing moves nothing: history never pushed stays importable.
         """
         with self._write() as db:
-            db.execute(
-                "INSERT INTO marks VALUES ('forgotten_before', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
-                (pushed_before_ms,),
-            )
+            (newest,) = db.execute("SELECT max(pushed_at) FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).fetchone()
+            if newest is not None:  # nothing forgotten, nothing to hide from an import
+                db.execute(
+                    "INSERT INTO marks VALUES ('forgotten_before', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                    (newest + 1,),
+                )
             db.execute("DELETE FROM refused WHERE refused_at < ?", (pushed_before_ms,))
             return db.execute("DELETE FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).rowcount
 
     def forgotten_before(self) -> int:
         """Epoch ms before which acknowledged ids may have been pruned; 0 if none ever were."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM marks WHERE name = 'forgotten_before'").fetchone()
-        return row[0] if row else 0
+            return self._mark(self._db, "forgotten_before")
 
     def count(self) -> int:
         with self._lock:

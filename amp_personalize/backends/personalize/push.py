@@ -6,8 +6,9 @@ events must reach Personalize in the order they happened); different users run s
 
 An event Personalize refuses as invalid is set aside, not retried for ever: one bad event must
 not hold back every event after it. A refused call of several events is sent again one event
-at a time to find the bad one. When a run's first events are all refused, the cause is the setup
-(a tracking id, a dataset schema), not the events: then the run fails and sets nothing aside.
+at a time to find the bad one. When the last 20 events, across runs, were all refused and no
+call was accepted, the cause is the setup (a tracking id, a dataset schema), not the events:
+then the run fails, and what it was refused is not set aside.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ RETRYABLE_CODES = {"ThrottlingException", "TooManyRequestsException", "ServiceUn
 # The error PutEvents gives for a request it finds invalid; any other refusal (a tracking id or
 # dataset that does not exist, missing permissions) says nothing about the events themselves.
 INVALID_EVENT_CODES = {"InvalidInputException"}
-# This many events refused before any call of the run is accepted: the setup is wrong.
+# This many events refused in a row, across runs, with no call accepted: the setup is wrong.
 REFUSED_BEFORE_ANY_ACCEPTED = 20
 
 
@@ -93,6 +94,7 @@ def push(
     module docstring); any other refusal stops every worker and raises PushFailed naming its events.
     """
     stats = PushStats()
+    refused_before = ledger.refusal_streak()  # by earlier runs, none of whose calls was accepted
     limiter = RateLimiter(max_tps, sleep=sleep)
     lock = threading.Lock()
     stop = threading.Event()
@@ -149,10 +151,11 @@ def push(
                 return
             with lock:
                 stats.refused.append((todo[0]["eventId"], refusal.reason))
-                if stats.calls == 0 and len(stats.refused) >= REFUSED_BEFORE_ANY_ACCEPTED:
+                in_a_row = refused_before + len(stats.refused)
+                if stats.calls == 0 and in_a_row >= REFUSED_BEFORE_ANY_ACCEPTED:
                     raise PushFailed(
-                        f"PutEvents refused all of the first {len(stats.refused)} events and accepted none "
-                        f"(first: {stats.refused[0][0]!r}: {stats.refused[0][1]}); check the tracking id and the dataset schema"
+                        f"PutEvents refused the last {in_a_row} events in a row and accepted none "
+                        f"(this run's first: {stats.refused[0][0]!r}: {stats.refused[0][1]}); check the tracking id and the dataset schema"
                     ) from None
             return
         ledger.record([e["eventId"] for e in todo])
@@ -167,7 +170,7 @@ def push(
     if concurrency <= 1:
         for user_requests in by_user.values():
             user_worker(user_requests)
-        ledger.refuse(stats.refused)
+        ledger.refuse(stats.refused, accepted=stats.calls > 0)
         return stats
     # Busiest users first: a user's calls are sequential, so one left for last would run alone.
     busiest_first = sorted(by_user.values(), key=len, reverse=True)
@@ -177,6 +180,6 @@ def push(
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
-    ledger.refuse(stats.refused)
+    ledger.refuse(stats.refused, accepted=stats.calls > 0)
     return stats
 
