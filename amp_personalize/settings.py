@@ -67,9 +67,11 @@ def _partitions_start(env: Mapping[str, str]) -> str:
         return Settings.partitions_start
     try:
         start = datetime.fromisoformat(raw)
+        start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
     except ValueError:
         raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is not an ISO date like 2025-01-01") from None
-    start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 with an offset east of UTC falls before year 1
+        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is before 1970") from None
     if start.year < 1970:
         raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is before 1970")
     # A start in the future leaves no window a partition to process: every landed window (whose
@@ -277,7 +279,7 @@ class PersonalizeSettings:
             s3_url=s3_url.rstrip("/") if s3_url else None,
             push_tps=_float(env, "AMP_PERSONALIZE_PUSH_TPS", cls.push_tps, minimum=0.1),
             push_concurrency=_int(env, "AMP_PERSONALIZE_PUSH_CONCURRENCY", cls.push_concurrency, minimum=1),
-            push_interval_seconds=_int(env, "AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS", cls.push_interval_seconds, minimum=1),
+            push_interval_seconds=_int(env, "AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS", cls.push_interval_seconds, minimum=1, maximum=MAX_DAYS * 86_400),
             recommend_tps=_float(env, "AMP_PERSONALIZE_RECOMMEND_TPS", cls.recommend_tps, minimum=0.1),
             recommend_concurrency=_int(env, "AMP_PERSONALIZE_RECOMMEND_CONCURRENCY", cls.recommend_concurrency, minimum=1),
             batch_users=_int(env, "AMP_PERSONALIZE_BATCH_USERS", cls.batch_users, minimum=1),

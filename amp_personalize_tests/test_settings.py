@@ -87,6 +87,8 @@ def test_the_readme_lists_exactly_the_window_widths_settings_accept():
         ({"AMP_RECEIVER_PORT": "70000"}, "AMP_RECEIVER_PORT=70000 must be at most 65535"),
         ({"AMP_RECEIVER_PORT": "0"}, "AMP_RECEIVER_PORT=0 must be at least 1"),
         ({"AMP_NUM_RESULTS": "501"}, "AMP_NUM_RESULTS=501 must be at most 500"),
+        ({"AMP_PARTITIONS_START": "0001-01-01T00:00+01:00"}, "is before 1970"),
+        ({"AMP_PERSONALIZE_PUSH_INTERVAL_SECONDS": "99999999999999"}, "must be at most"),
         ({"AMP_PARTITIONS_START": "garbage"}, "AMP_PARTITIONS_START='garbage' is not an ISO date"),
         ({"AMP_PARTITIONS_START": "2999-01-01"}, "AMP_PARTITIONS_START='2999-01-01' is in the future"),
         ({"AMP_RETRAIN_CRON": "0 3 * *"}, "AMP_RETRAIN_CRON='0 3 \\* \\*' is not a cron schedule"),

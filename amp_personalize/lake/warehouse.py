@@ -53,7 +53,7 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
 def query(warehouse: Path, sql: str, max_rows: int = 1_000) -> str | None:
     """SQL run read-only against the warehouse (under the lock), drawn as duckdb draws tables.
 
-    Every column, and every row up to `max_rows` (at most 10,000, duckdb's renderer's own cap);
+    Every column, and every row up to `max_rows` (under 10,000, duckdb's renderer's own cap);
     past that the first `max_rows` and a line saying rows were left out. None for SQL without a
     statement (only comments). The query runs once: its first max_rows + 1 rows are held and drawn.
     """

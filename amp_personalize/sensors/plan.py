@@ -83,7 +83,7 @@ def plan_windows(
         plan.waiting.insert(0, (before_start[0], (
             f"{len(before_start)} landing window(s) ({span}) begin before AMP_PARTITIONS_START "
             f"({_iso(partitions_start_ms)}), so they have no partition and are not processed; "
-            "an earlier AMP_PARTITIONS_START includes them"
+            "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up (the sensor has moved past them)"
         )))
     return plan
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from amp_personalize.assets.personalize_events import personalize_events
+from amp_personalize.backends.personalize.ids import fit_id
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.realtime import push_frame
 from amp_personalize.events import load_weights
@@ -159,7 +160,7 @@ def test_a_run_whose_every_event_is_refused_fails_and_leaves_its_segments_pendin
     result = dg.materialize([personalize_events], resources=resources(tmp_path, clients), raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.user_failure_data.description
-    assert "refused all of the first 20 events" in failure and "check the tracking id" in failure
+    assert "refused the last 20 events in a row" in failure and "check the tracking id" in failure
     ledger = Ledger(tmp_path / "personalize" / "ledger.sqlite")
     assert ledger.done_segments() == set() and ledger.refused() == {}
     fixed = put_events_service(clients_fixed := make_clients())
@@ -265,3 +266,14 @@ def test_a_users_calls_stay_in_order_while_other_users_go_in_parallel(tmp_path):
         sent = [e for e in completed if e in own]
         assert sent == sorted(sent) and len(sent) == 25, (user, sent)
     assert service.max_in_flight == 2  # the two users did run side by side
+
+
+def test_an_event_with_a_long_id_is_pushed_under_its_digest_and_counted_in_the_lag(tmp_path):
+    long_id = "insert-" + "x" * 300
+    write_segment(tmp_path, WINDOW, [ev(long_id, "click", "u1", 1, item_id="d1")])
+    clients = make_clients()
+    service = put_events_service(clients)
+    result = dg.materialize([personalize_events], resources=resources(tmp_path, clients))
+    assert sent_ids(service) == [fit_id(long_id)]
+    meta = result.asset_materializations_for_node("personalize_events")[0].metadata
+    assert "ack_to_push_p95_s" in meta  # the lag is found under the id the request used

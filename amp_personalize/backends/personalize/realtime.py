@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from amp_personalize.backends.personalize.ids import fit_id
 from amp_personalize.backends.personalize.impressions import attach_impressions
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.push import PushStats, push
@@ -105,7 +106,8 @@ def push_segments(
     raw, _ = raw_events(landed)
     frame, shown = push_frame(raw, weights, _remembered(ledger))
     requests = put_events_requests(frame, tracking_id)
-    received = dict(zip(frame["event_id"].to_list(), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
+    # Keyed as the requests name events: a long id goes out (and is looked up) as its digest.
+    received = dict(zip(map(fit_id, frame["event_id"].to_list()), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
     stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received)
     _remember(ledger, shown)
     ledger.mark_segments([segment_name(landing_dir, p) for p in segments])
