@@ -53,7 +53,7 @@ class WeightTable:
         if kind not in self.weights:
             return False
         if kind in self.impression_types:
-            return items_shown is not None and any(item is not None for item in items_shown)
+            return bool(items_shown) and items_shown.count(None) < len(items_shown)  # in C: this is the request path
         return item_id is not None
 
     @property
