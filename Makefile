@@ -28,6 +28,7 @@ bench: install
 	command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
 	$(PY) -c "import recbole" 2>/dev/null || $(PY) -m pip install --quiet --no-deps recbole==1.2.1
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/handler_cpu.py
 	$(PY) benchmarks/transform.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/scale.py
