@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from amp_personalize.settings import Settings, SettingsError
+from amp_personalize.settings import MAX_NUM_RESULTS, Settings, SettingsError
 
 PORT = click.IntRange(1, 65535)
 # `sql` prints every row up to --max-rows; duckdb's table renderer draws fewer than 10,000 (at
@@ -244,7 +244,7 @@ def _print_items(items: list[tuple[str, float]], header: str) -> None:
 
 @main.command()
 @click.argument("user_id")
-@click.option("--num-results", type=click.IntRange(1, 500), default=None, help="[AMP_NUM_RESULTS, 25]")
+@click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None, help="[AMP_NUM_RESULTS, 25]")
 def recommend(user_id: str, num_results: int | None) -> None:
     """Print a user's cached recommendations (popular items for an unknown user)."""
     from amp_personalize.serving.cache import RecommendationCache
@@ -258,7 +258,7 @@ def recommend(user_id: str, num_results: int | None) -> None:
 
 @main.command()
 @click.argument("item_id")
-@click.option("--num-results", type=click.IntRange(1, 500), default=None, help="[AMP_NUM_RESULTS, 25]")
+@click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None, help="[AMP_NUM_RESULTS, 25]")
 def similar(item_id: str, num_results: int | None) -> None:
     """Print an item's cached similar items."""
     from amp_personalize.serving.cache import RecommendationCache

@@ -17,6 +17,8 @@ from typing import Mapping
 # digit or a unit mix-up), and far enough past it datetime arithmetic overflows inside a run.
 MAX_DAYS = 36_500
 DEFAULT_RETRAIN_CRON = "0 3 * * *"
+# The most items one answer holds: AMP_NUM_RESULTS, `num_results` over HTTP, `--num-results`.
+MAX_NUM_RESULTS = 500
 
 
 class SettingsError(ValueError):
@@ -197,7 +199,7 @@ class Settings:
             backend=_backend(env, personalize),
             retrain_cron=_cron(env, "AMP_RETRAIN_CRON", DEFAULT_RETRAIN_CRON),
             active_days=_int(env, "AMP_ACTIVE_DAYS", 30, minimum=1, maximum=MAX_DAYS),
-            num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1, maximum=500),  # what one answer may hold (HTTP, CLI, Personalize)
+            num_results=_int(env, "AMP_NUM_RESULTS", 25, minimum=1, maximum=MAX_NUM_RESULTS),
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
             personalize=personalize,
         )

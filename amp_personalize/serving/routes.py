@@ -9,8 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from amp_personalize.serving.cache import RecommendationCache
-
-MAX_RESULTS = 500
+from amp_personalize.settings import MAX_NUM_RESULTS
 
 
 def _json(status: int, body: dict) -> Response:
@@ -24,10 +23,10 @@ def _num_results(request: Request, default: int) -> int | Response:
     # ASCII digits only: str.isdigit() also passes '²' (which int() refuses) and '٣' or '３' (which
     # it takes); and int() refuses past 4,300 digits, so only the significant ones go to it.
     significant = raw.lstrip("0")
-    digits = raw.isascii() and raw.isdigit() and len(significant) <= len(str(MAX_RESULTS))
+    digits = raw.isascii() and raw.isdigit() and len(significant) <= len(str(MAX_NUM_RESULTS))
     n = int(significant or 0) if digits else 0
-    if not 1 <= n <= MAX_RESULTS:
-        return _json(400, {"code": 400, "error": f"num_results must be an integer from 1 to {MAX_RESULTS}, got {raw[:20]!r}"})
+    if not 1 <= n <= MAX_NUM_RESULTS:
+        return _json(400, {"code": 400, "error": f"num_results must be an integer from 1 to {MAX_NUM_RESULTS}, got {raw[:20]!r}"})
     return n
 
 
