@@ -72,7 +72,7 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS imports (job_arn TEXT PRIMARY KEY, mode TEXT NOT NULL, rows INTEGER NOT NULL, done_at INTEGER NOT NULL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS refused (event_id TEXT PRIMARY KEY, refused_at INTEGER NOT NULL, reason TEXT NOT NULL)")
-        # The latest prune's cutoff: ids acknowledged before it are forgotten (see `prune`).
+        # Counters kept across runs: forgotten_before (see `prune`), refusal_streak (see `refuse`).
         self._db.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         # Ids an import job in flight is bringing in: the live push leaves them to it.
         self._db.execute(
@@ -121,10 +121,8 @@ class Ledger:
         now = int(time.time() * 1000)
         with self._write() as db:
             db.executemany("INSERT OR REPLACE INTO refused VALUES (?, ?, ?)", [(e, now, reason) for e, reason in refusals])
-            db.execute(
-                "INSERT INTO marks VALUES ('refusal_streak', ?) ON CONFLICT (name) DO UPDATE SET value = ?",
-                (0 if accepted else len(refusals), 0 if accepted else self._mark(db, "refusal_streak") + len(refusals)),
-            )
+            streak = 0 if accepted else self._mark(db, "refusal_streak") + len(refusals)
+            db.execute("INSERT OR REPLACE INTO marks VALUES ('refusal_streak', ?)", (streak,))
 
     def refusal_streak(self) -> int:
         """Events refused since a push run last had a call accepted."""
@@ -203,10 +201,8 @@ class Ledger:
         with self._write() as db:
             (newest,) = db.execute("SELECT max(pushed_at) FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).fetchone()
             if newest is not None:  # nothing forgotten, nothing to hide from an import
-                db.execute(
-                    "INSERT INTO marks VALUES ('forgotten_before', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
-                    (newest + 1,),
-                )
+                forgotten = max(self._mark(db, "forgotten_before"), newest + 1)
+                db.execute("INSERT OR REPLACE INTO marks VALUES ('forgotten_before', ?)", (forgotten,))
             db.execute("DELETE FROM refused WHERE refused_at < ?", (pushed_before_ms,))
             return db.execute("DELETE FROM pushed WHERE pushed_at < ?", (pushed_before_ms,)).rowcount
 

@@ -97,10 +97,10 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     # The ledger knows events by the id PutEvents sent; it has forgotten those acknowledged before
     # its last prune, so events older than that (and a day more, for device clocks that run
     # ahead) are left out rather than maybe sent twice.
-    forgotten = datetime.fromtimestamp(ledger.forgotten_before() / 1000, timezone.utc)
-    if ledger.forgotten_before():
-        forgotten += timedelta(days=1)
-    interactions = fit_columns(data.interactions.filter(pl.col("event_time") >= forgotten), ["event_id"])
+    history, forgotten_ms = data.interactions, ledger.forgotten_before()
+    if forgotten_ms:
+        history = history.filter(pl.col("event_time") >= datetime.fromtimestamp(forgotten_ms / 1000, timezone.utc) + timedelta(days=1))
+    interactions = fit_columns(history, ["event_id"])
     with exclusive_push(ledger.path, wait_seconds=600):
         claimed = ledger.claim_for_import(name, interactions["event_id"].to_list(), stale_before_ms=stale)
     if not claimed:
