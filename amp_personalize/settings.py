@@ -302,3 +302,8 @@ _ENV_NAMES = {
     "role_arn": "AWS_PERSONALIZE_ROLE_ARN",
     "s3_url": "AMP_PERSONALIZE_S3_URL",
 }
+
+
+def env_name(setting: str) -> str:
+    """The environment variable a Personalize setting comes from."""
+    return _ENV_NAMES.get(setting, setting)

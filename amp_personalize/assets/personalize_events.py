@@ -7,6 +7,7 @@ import numpy as np
 
 from amp_personalize.backends.personalize.ledger import (
     Ledger,
+    LedgerMismatch,
     PushInProgress,
     exclusive_push,
 )
@@ -82,6 +83,10 @@ def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, pers
 def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, events_client) -> dg.MaterializeResult:
     ledger = Ledger(settings.ledger_path)
     try:
+        try:
+            ledger.bind(tracking_id=live.tracking_id)
+        except LedgerMismatch as mismatch:
+            raise dg.Failure(description=str(mismatch)) from None
         segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
         left = max(0, len(segments) - MAX_SEGMENTS_PER_RUN)
         segments = segments[:MAX_SEGMENTS_PER_RUN]

@@ -9,6 +9,7 @@ import polars as pl
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.jobs import JobFailed
+from amp_personalize.backends.personalize.ledger import LedgerMismatch
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.personalize.validation import RequestInvalid
 from amp_personalize.backends.versions import latest_version
@@ -93,7 +94,7 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
     started = time.perf_counter()
     try:
         trained = backend.train(data, settings.models_dir)
-    except (JobFailed, RequestInvalid, SettingsError) as failure:  # a clear reason, not a traceback
+    except (JobFailed, LedgerMismatch, RequestInvalid, SettingsError) as failure:  # a clear reason, not a traceback
         raise dg.Failure(description=f"training on {backend.name} failed: {failure}") from None
     seconds = time.perf_counter() - started
     model_ndcg = trained.metrics.get("model", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)

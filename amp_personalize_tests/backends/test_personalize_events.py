@@ -277,3 +277,29 @@ def test_an_event_with_a_long_id_is_pushed_under_its_digest_and_counted_in_the_l
     assert sent_ids(service) == [fit_id(long_id)]
     meta = result.asset_materializations_for_node("personalize_events")[0].metadata
     assert "ack_to_push_p95_s" in meta  # the lag is found under the id the request used
+
+
+def test_a_push_to_another_tracking_id_fails_naming_both_instead_of_skipping_what_the_ledger_lists(tmp_path):
+    """The ledger says what one dataset group has; read for another, it would keep those events from it."""
+    write_segment(tmp_path, WINDOW, [ev("c1", "click", "u1", 1, item_id="d1")], name="0000000000001-r1-000001")
+    clients = make_clients()
+    service = put_events_service(clients)
+    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
+    assert sent_ids(service) == ["c1"]
+
+    write_segment(tmp_path, WINDOW, [ev("c2", "click", "u1", 2, item_id="d2")], name="0000000000002-r1-000002")
+    moved = {"amp": AmpResource(data_dir=str(tmp_path), backend="personalize"),
+             "personalize": fake_resource(clients, key=str(tmp_path), tracking_id="tracking-2")}
+    result = dg.materialize([personalize_events], resources=moved, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "AWS_PERSONALIZE_TRACKING_ID was 'tracking-1' and is now 'tracking-2'" in message
+    assert "ledger.sqlite" in message and "move the file aside" in message
+    assert sent_ids(service) == ["c1"]  # nothing went to the new tracker, nothing was marked pushed
+
+    # Moved aside as the message says: the new destination gets every event, the old one's too.
+    (tmp_path / "personalize" / "ledger.sqlite").rename(tmp_path / "personalize" / "ledger-tracking-1.sqlite")
+    assert dg.materialize([personalize_events], resources=moved).success
+    assert sorted(sent_ids(service)) == ["c1", "c1", "c2"]
+    assert {r["trackingId"] for r in service.requests[1:]} == {"tracking-2"}

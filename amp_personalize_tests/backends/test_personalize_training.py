@@ -142,6 +142,20 @@ def test_a_failed_import_fails_the_run_clearly_and_marks_nothing_done(tmp_path):
     assert latest_version(tmp_path / "models") is None
 
 
+def test_training_for_another_interactions_dataset_stops_before_any_call_naming_both(tmp_path):
+    write_history(tmp_path, users=40, per_user=30)
+    Ledger(tmp_path / "personalize" / "ledger.sqlite").bind(interactions_dataset_arn=DATASET)
+    clients = make_clients()
+    other = DATASET.replace("/amp/", "/amp-2/")
+    with Stubber(clients.personalize):  # no responses queued: any call would fail the test
+        result = dg.materialize([recommender_model], resources=resources(tmp_path, clients, interactions_dataset_arn=other),
+                                raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN was '{DATASET}' and is now '{other}'" in failure.event_specific_data.error.message
+    assert latest_version(tmp_path / "models") is None
+
+
 def test_training_is_refused_below_personalizes_minimums(tmp_path):
     write_history(tmp_path, users=24, per_user=30)  # 720 clicks, 24 users: below both floors
     clients = make_clients()

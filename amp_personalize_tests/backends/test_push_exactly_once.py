@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.ledger import Ledger, LedgerMismatch
 from amp_personalize.backends.personalize.push import (
     REFUSED_BEFORE_ANY_ACCEPTED,
     PushFailed,
@@ -165,6 +165,19 @@ def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):
     ledger.record(["new-1"])
     assert ledger.prune(cutoff) == 2
     assert ledger.count() == 1 and ledger.already_pushed(["old-1", "old-2", "new-1"]) == {"new-1"}
+
+
+def test_a_ledger_keeps_the_destination_it_was_first_used_for_and_refuses_another(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.bind(tracking_id="t-1", interactions_dataset_arn=None)  # unset settings bind nothing
+    ledger.close()
+    ledger = Ledger(tmp_path / "ledger.sqlite")  # kept on disk
+    ledger.bind(tracking_id="t-1", interactions_dataset_arn="arn:ds-1")  # a setting given later joins
+    with pytest.raises(LedgerMismatch, match="AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN was 'arn:ds-1' and is now 'arn:ds-2'"):
+        ledger.bind(interactions_dataset_arn="arn:ds-2")
+    with pytest.raises(LedgerMismatch, match="AWS_PERSONALIZE_TRACKING_ID was 't-1' and is now 't-2'"):
+        ledger.bind(tracking_id="t-2", interactions_dataset_arn="arn:ds-1")
+    ledger.bind(tracking_id="t-1")  # the refusals changed nothing
 
 
 def test_the_live_push_leaves_what_an_import_in_flight_claimed_and_takes_it_back_if_it_fails(tmp_path):

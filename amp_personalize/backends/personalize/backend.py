@@ -51,6 +51,7 @@ class PersonalizeBackend:
         s.require("solution_arn")
         ledger = Ledger(self.ledger_path)
         try:
+            ledger.bind(interactions_dataset_arn=s.interactions_dataset_arn)
             imported = training.import_missing(self.clients, s, ledger, data, self.poll)
         finally:
             ledger.close()

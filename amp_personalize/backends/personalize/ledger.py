@@ -13,6 +13,10 @@ Bulk imports record their event ids here too, so an event is in Personalize once
 took it there. An import claims its ids before its job starts (under the push lock), so a push
 run during the job's minutes leaves them to it; a failed job releases them. The landing segments
 whose events are all pushed are listed, so the sensor knows what is left without reading events.
+
+All of this is true of one destination only, so the ledger keeps the tracking id and dataset it
+was written for and refuses to be used for others (`bind`): pointed at a new dataset group, it
+would silently keep every event it lists from there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from amp_personalize.settings import env_name
 
 _CHUNK = 500  # below sqlite's bound-parameter limit
 
@@ -53,6 +59,10 @@ def exclusive_push(path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+class LedgerMismatch(RuntimeError):
+    """The ledger records another Personalize destination than the settings now name."""
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -74,10 +84,32 @@ class Ledger:
         self._db.execute("CREATE TABLE IF NOT EXISTS refused (event_id TEXT PRIMARY KEY, refused_at INTEGER NOT NULL, reason TEXT NOT NULL)")
         # Counters kept across runs: forgotten_before (see `prune`), refusal_streak (see `refuse`).
         self._db.execute("CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        # The Personalize resources this ledger speaks for (setting name -> value), see `bind`.
+        self._db.execute("CREATE TABLE IF NOT EXISTS destination (setting TEXT PRIMARY KEY, value TEXT NOT NULL)")
         # Ids an import job in flight is bringing in: the live push leaves them to it.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at INTEGER NOT NULL)"
         )
+
+    def bind(self, **destination: str | None) -> None:
+        """Check that this ledger speaks for these settings (e.g. tracking_id=...), and remember them.
+
+        The first value given for a setting is kept; a different one later raises LedgerMismatch,
+        naming both and what to do, rather than skip events the new destination never had.
+        """
+        given = {name: value for name, value in destination.items() if value}
+        with self._write() as db:
+            kept = dict(db.execute("SELECT setting, value FROM destination"))
+            changed = {name: (kept[name], value) for name, value in given.items() if kept.get(name, value) != value}
+            if changed:
+                was = "; ".join(f"{env_name(name)} was {old!r} and is now {new!r}" for name, (old, new) in changed.items())
+                raise LedgerMismatch(
+                    f"{self.path} was written for other Personalize settings ({was}). It lists the events "
+                    "that destination already has, so using it for another would leave them out there. For "
+                    "a new dataset group, move the file aside: the next push and training send everything. "
+                    "Otherwise set the variable back."
+                )
+            db.executemany("INSERT OR IGNORE INTO destination VALUES (?, ?)", list(given.items()))
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
         """Ids the live push must not send: Personalize has them (pushed or imported), an import
