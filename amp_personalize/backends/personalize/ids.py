@@ -16,10 +16,11 @@ from collections.abc import Iterable
 import polars as pl
 
 MAX_ID = 256
+DIGEST_PREFIX = "sha256:"
 
 
 def fit_id(value: str) -> str:
-    return value if len(value) <= MAX_ID else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value if len(value) <= MAX_ID else DIGEST_PREFIX + hashlib.sha256(value.encode()).hexdigest()
 
 
 def digests(values: Iterable[str | None]) -> dict[str, str]:
