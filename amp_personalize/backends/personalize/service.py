@@ -15,7 +15,12 @@ from pathlib import Path
 import polars as pl
 
 from amp_personalize.backends.personalize.clients import Clients, make_clients
-from amp_personalize.backends.personalize.ids import DIGEST_PREFIX, MAX_ID, digests, fit_id
+from amp_personalize.backends.personalize.ids import (
+    DIGEST_PREFIX,
+    MAX_ID,
+    digests,
+    fit_id,
+)
 from amp_personalize.backends.personalize.recommend import recommendations_request
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.lake.parquet import scan_table
