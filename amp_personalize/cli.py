@@ -282,6 +282,7 @@ def sql(query: str, max_rows: int) -> None:
     """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""
     import duckdb
 
+    from amp_personalize.lake.warehouse import missing_dataset
     from amp_personalize.lake.warehouse import query as run_query
 
     if not query.strip():
@@ -296,7 +297,7 @@ def sql(query: str, max_rows: int) -> None:
     try:
         table = run_query(settings.warehouse_path, query, max_rows=max_rows)
     except duckdb.Error as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
+        raise click.ClickException(missing_dataset(exc) or str(exc).splitlines()[0]) from None
     if table is None:
         raise click.UsageError("QUERY has no SQL statement in it (only comments or semicolons)")
     click.echo(table)

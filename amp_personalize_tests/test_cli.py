@@ -84,6 +84,12 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     assert comment.exit_code == 2 and "no SQL statement" in comment.output
     shown = CliRunner().invoke(main, ["sql", "--max-rows", "5", "select n from wide order by n"])
     assert shown.exit_code == 0 and "more than 5 rows" in shown.output
+    # Windows processed, no training yet: a dataset made later says what makes it, not duckdb's guess.
+    early = CliRunner().invoke(main, ["sql", "select * from recommendations r join wide on true"])
+    assert early.exit_code == 1, early.output
+    assert early.output == "Error: recommendations has no data yet: it is made by training (`amp-personalize train`, or the retraining schedule)\n"
+    typo = CliRunner().invoke(main, ["sql", "select * from recomendations"])
+    assert typo.exit_code == 1 and "Table with name recomendations does not exist" in typo.output
 
 
 def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:

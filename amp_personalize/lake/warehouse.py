@@ -18,9 +18,19 @@ from amp_personalize.lake.parquet import published, table_dir
 
 _UNLIMITED = 1 << 30  # no width limit: every column, every character
 
-DATASETS = (
-    "raw_events", "interactions", "impressions", "user_item_scores", "recommendations", "popular_items", "similar_items",
-)
+_BY_PROCESSING = "processing a landing window (`amp-personalize process`, or the landing_sensor's runs)"
+_BY_TRAINING = "training (`amp-personalize train`, or the retraining schedule)"
+# Each dataset (a view once it has data) and what first gives it data, for a query that comes too early.
+MADE_BY = {
+    "raw_events": _BY_PROCESSING,
+    "interactions": _BY_PROCESSING,
+    "impressions": _BY_PROCESSING,
+    "user_item_scores": _BY_PROCESSING,
+    "recommendations": _BY_TRAINING,
+    "popular_items": _BY_TRAINING,
+    "similar_items": _BY_TRAINING,
+}
+DATASETS = tuple(MADE_BY)
 
 
 @contextmanager
@@ -48,6 +58,15 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_quote(glob)})")
                 made.append(name)
     return made
+
+
+def missing_dataset(error: duckdb.Error) -> str | None:
+    """For a query naming a dataset that has no view yet: which one, and what makes it."""
+    if isinstance(error, duckdb.CatalogException):
+        for name, made_by in MADE_BY.items():
+            if f"Table with name {name} does not exist" in str(error):
+                return f"{name} has no data yet: it is made by {made_by}"
+    return None
 
 
 def query(warehouse: Path, sql: str, max_rows: int = 1_000) -> str | None:
