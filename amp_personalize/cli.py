@@ -297,7 +297,7 @@ def sql(query: str, max_rows: int) -> None:
     try:
         table = run_query(settings.warehouse_path, query, max_rows=max_rows)
     except duckdb.Error as exc:
-        raise click.ClickException(missing_dataset(exc) or str(exc).splitlines()[0]) from None
+        raise click.ClickException(missing_dataset(exc, settings.lake_dir) or str(exc).splitlines()[0]) from None
     if table is None:
         raise click.UsageError("QUERY has no SQL statement in it (only comments or semicolons)")
     click.echo(table)

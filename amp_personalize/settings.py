@@ -250,6 +250,11 @@ class PersonalizeSettings:
     def configured(self) -> bool:
         return bool(self.tracking_id or self.campaign_arn)
 
+    def destination(self) -> dict[str, str | None]:
+        """Where pushed and imported events go: what the ledger's record of them is true of."""
+        return {"dataset_group_arn": self.dataset_group_arn, "interactions_dataset_arn": self.interactions_dataset_arn,
+                "tracking_id": self.tracking_id}
+
     def require(self, *names: str) -> None:
         """Fail naming every missing variable the operation at hand needs."""
         missing = [_ENV_NAMES[n] for n in names if not getattr(self, n)]

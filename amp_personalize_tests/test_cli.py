@@ -88,8 +88,12 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     early = CliRunner().invoke(main, ["sql", "select * from recommendations r join wide on true"])
     assert early.exit_code == 1, early.output
     assert early.output == "Error: recommendations has no data yet: it is made by training (`amp-personalize train`, or the retraining schedule)\n"
+    assert CliRunner().invoke(main, ["sql", 'select * from "Recommendations"']).output == early.output
     typo = CliRunner().invoke(main, ["sql", "select * from recomendations"])
     assert typo.exit_code == 1 and "Table with name recomendations does not exist" in typo.output
+    (env / "data" / "lake" / "_rejected" / "recommendations").mkdir(parents=True)  # a model the checks kept out
+    held = CliRunner().invoke(main, ["sql", "select * from RECOMMENDATIONS"])
+    assert held.output.startswith("Error: recommendations has no published data: what was made of it failed a blocking check"), held.output
 
 
 def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:

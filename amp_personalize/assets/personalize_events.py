@@ -84,7 +84,7 @@ def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, event
     ledger = Ledger(settings.ledger_path)
     try:
         try:
-            ledger.bind(tracking_id=live.tracking_id)
+            ledger.bind(live.destination())
         except LedgerMismatch as mismatch:
             raise dg.Failure(description=str(mismatch)) from None
         segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)

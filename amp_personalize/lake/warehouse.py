@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import io
+import re
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import duckdb
 
-from amp_personalize.lake.parquet import published, table_dir
+from amp_personalize.lake.parquet import published, rejected_path, table_dir
 
 _UNLIMITED = 1 << 30  # no width limit: every column, every character
 
@@ -25,7 +26,7 @@ MADE_BY = {
     "raw_events": _BY_PROCESSING,
     "interactions": _BY_PROCESSING,
     "impressions": _BY_PROCESSING,
-    "user_item_scores": _BY_PROCESSING,
+    "user_item_scores": "`amp-personalize process` after its windows, or the scores_after_window sensor's runs",
     "recommendations": _BY_TRAINING,
     "popular_items": _BY_TRAINING,
     "similar_items": _BY_TRAINING,
@@ -60,13 +61,16 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
     return made
 
 
-def missing_dataset(error: duckdb.Error) -> str | None:
-    """For a query naming a dataset that has no view yet: which one, and what makes it."""
-    if isinstance(error, duckdb.CatalogException):
-        for name, made_by in MADE_BY.items():
-            if f"Table with name {name} does not exist" in str(error):
-                return f"{name} has no data yet: it is made by {made_by}"
-    return None
+def missing_dataset(error: duckdb.Error, lake_dir: Path) -> str | None:
+    """For a query naming a dataset that has no view yet: which one, and why it has none."""
+    found = re.search(r"Table with name (\S+) does not exist", str(error)) if isinstance(error, duckdb.CatalogException) else None
+    name = found.group(1).strip('"').lower() if found else None
+    if name not in MADE_BY:
+        return None
+    if rejected_path(lake_dir, name).parent.is_dir():
+        return (f"{name} has no published data: what was made of it failed a blocking check and was kept "
+                f"apart in {rejected_path(lake_dir, name).parent} (the check's result is in the Dagster UI)")
+    return f"{name} has no data yet: it is made by {MADE_BY[name]}"
 
 
 def query(warehouse: Path, sql: str, max_rows: int = 1_000) -> str | None:

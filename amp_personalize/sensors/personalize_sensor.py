@@ -4,6 +4,7 @@ import dagster as dg
 
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.realtime import pending_segments, segment_name
+from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.jobs import push_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.landing_sensor import run_in_flight
@@ -15,7 +16,9 @@ from amp_personalize.settings import Settings
     minimum_interval_seconds=Settings.from_env().personalize.push_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def personalize_events_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.RunRequest | dg.SkipReason:
+def personalize_events_sensor(
+    context: dg.SensorEvaluationContext, amp: AmpResource, personalize: PersonalizeResource
+) -> dg.RunRequest | dg.SkipReason:
     """Lists sealed segments against the ledger (no event is read here); one push run at a time."""
     settings = amp.settings()
     in_flight = run_in_flight(context.instance, push_job.name)
@@ -23,6 +26,11 @@ def personalize_events_sensor(context: dg.SensorEvaluationContext, amp: AmpResou
         return dg.SkipReason(f"push run {in_flight.run_id} is still going; it or the next takes the new segments")
     ledger = Ledger(settings.ledger_path)
     try:
+        # A ledger kept for another destination fails every push: say so here, once a tick, rather
+        # than start a run every tick that is bound to fail.
+        conflict = ledger.conflict(personalize.settings().destination())
+        if conflict:
+            return dg.SkipReason(f"not pushing: {conflict}")
         pending = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
     finally:
         ledger.close()

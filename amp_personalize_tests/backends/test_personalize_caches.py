@@ -13,7 +13,7 @@ from amp_personalize.backends.personalize import recommend as recommend_module
 from amp_personalize.backends.personalize.backend import CATALOG, COLD_USER
 from amp_personalize.backends.personalize.push import RateLimiter
 from amp_personalize.backends.versions import publish_latest, write_meta
-from amp_personalize.lake.parquet import partition_path, write_atomic
+from amp_personalize.lake.parquet import partition_path
 from amp_personalize.resources import AmpResource
 from amp_personalize_tests.backends.personalize_fakes import (
     CAMPAIGN,
@@ -177,21 +177,28 @@ def test_the_seeds_calls_answer_live_from_the_campaigns():
     assert service.requests[2]["userId"] == fit_id(long_user)
 
 
-def test_the_seeds_calls_name_a_long_item_id_not_its_digest(tmp_path):
+def test_the_seeds_calls_name_a_long_item_id_not_its_digest(tmp_path, caplog):
     from amp_personalize.backends.personalize.ids import fit_id
     from amp_personalize.backends.personalize.service import PersonalizeService
     from amp_personalize.settings import PersonalizeSettings
 
     long_item = "https://example.com/articles/" + "a" * 300
-    write_atomic(pl.DataFrame({"event_id": ["e1", "e2"], "user_id": ["u1", "u1"], "item_id": [long_item, "short"]}),
-                 partition_path(tmp_path, "interactions", "20260101T0000Z"))
-    unknown = fit_id("z" * 300)  # an item the lake has never seen stays what Personalize said
+    unknown = fit_id("z" * 300)  # an item the model was not trained on stays what Personalize said
     clients = make_clients()
-    Service(clients.runtime, "GetRecommendations",
-            lambda params: {"itemList": [{"itemId": fit_id(long_item), "score": 0.9}, {"itemId": "short"}, {"itemId": unknown}]})
-    seed = PersonalizeService(PersonalizeSettings(campaign_arn=CAMPAIGN, sims_campaign_arn=SIMS), clients, lake_dir=tmp_path)
-    assert [r["item_id"] for r in seed.get_recommendations("u1")] == [long_item, "short", unknown]
-    assert [r["item_id"] for r in seed.get_similar_items(long_item)] == [long_item, "short", unknown]
+    Service(clients.runtime, "GetRecommendations", lambda params: {"itemList": [
+        {"itemId": fit_id(long_item), "score": 0.9}, {"itemId": "short"}, {"itemId": unknown}, {"itemId": "sha256:not-a-digest"}]})
+    seed = PersonalizeService(PersonalizeSettings(campaign_arn=CAMPAIGN, sims_campaign_arn=SIMS), clients, models_dir=tmp_path / "models")
+    # No model yet: Personalize's answer as it came, and one warning saying why.
+    assert [r["item_id"] for r in seed.get_recommendations("u1")] == [fit_id(long_item), "short", unknown, "sha256:not-a-digest"]
+    assert [r["item_id"] for r in seed.get_similar_items("d1")][0] == fit_id(long_item)
+    assert [r.message for r in caplog.records].count(
+        f"Personalize answered with digests of long item ids that cannot be mapped back: no trained model under {tmp_path / 'models'}") == 1
+    model = tmp_path / "models" / "v1"
+    model.mkdir(parents=True)
+    pl.DataFrame({"item_id": [long_item, "short"]}).write_parquet(model / CATALOG)
+    publish_latest(tmp_path / "models", "v1")
+    assert [r["item_id"] for r in seed.get_recommendations("u1")] == [long_item, "short", unknown, "sha256:not-a-digest"]
+    assert [r["item_id"] for r in seed.get_similar_items(long_item)][0] == long_item
 
 
 def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_by_itself(monkeypatch):

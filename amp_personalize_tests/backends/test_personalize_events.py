@@ -24,6 +24,8 @@ from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import raw_events
 from amp_personalize.transforms.weights import weights_frame
 from amp_personalize_tests.backends.personalize_fakes import (
+    DATASET,
+    DATASET_GROUP,
     Service,
     fake_resource,
     make_clients,
@@ -52,6 +54,11 @@ def put_events_service(clients, refuse: set[str] = frozenset()):
         return {}
 
     return Service(clients.events, "PutEvents", answer)
+
+
+def sensor_tick(instance, resources):
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        return personalize_events_sensor(context)
 
 
 def sent_ids(service) -> list[str]:
@@ -187,7 +194,7 @@ def test_the_sensor_requests_a_push_only_while_segments_are_pending(tmp_path):
     amp = AmpResource(data_dir=str(tmp_path), backend="personalize")
     with dg.instance_for_test() as instance:
         def tick():
-            return personalize_events_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp}))
+            return sensor_tick(instance, {"amp": amp, "personalize": fake_resource(make_clients())})
 
         assert isinstance(tick(), dg.SkipReason)
         write_segment(tmp_path, WINDOW, [ev("c1", "click", "u1", 1, item_id="d1")])
@@ -216,7 +223,7 @@ def test_an_acknowledged_event_reaches_put_events_within_a_minute_with_default_s
         acknowledged = time.time()
         assert reply.status_code == 200
         deadline = time.monotonic() + 45
-        while not isinstance(personalize_events_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp})), dg.RunRequest):
+        while not isinstance(sensor_tick(instance, {"amp": amp, "personalize": fake_resource(make_clients())}), dg.RunRequest):
             assert time.monotonic() < deadline, "the segment was never sealed"
             time.sleep(0.5)
         pushed = dg.materialize([personalize_events], resources={"amp": amp, "personalize": fake_resource(clients, key="fresh")}, instance=instance)
@@ -279,27 +286,46 @@ def test_an_event_with_a_long_id_is_pushed_under_its_digest_and_counted_in_the_l
     assert "ack_to_push_p95_s" in meta  # the lag is found under the id the request used
 
 
-def test_a_push_to_another_tracking_id_fails_naming_both_instead_of_skipping_what_the_ledger_lists(tmp_path):
+def test_the_ledger_serves_one_dataset_group_a_recreated_tracker_in_it_included(tmp_path):
     """The ledger says what one dataset group has; read for another, it would keep those events from it."""
     write_segment(tmp_path, WINDOW, [ev("c1", "click", "u1", 1, item_id="d1")], name="0000000000001-r1-000001")
     clients = make_clients()
     service = put_events_service(clients)
-    assert dg.materialize([personalize_events], resources=resources(tmp_path, clients)).success
-    assert sent_ids(service) == ["c1"]
 
+    def push(**settings):
+        resources = {"amp": AmpResource(data_dir=str(tmp_path), backend="personalize"),
+                     "personalize": fake_resource(clients, key=str(tmp_path), **settings)}
+        return dg.materialize([personalize_events], resources=resources, raise_on_error=False)
+
+    def sensor(**settings):
+        resources = {"amp": AmpResource(data_dir=str(tmp_path), backend="personalize"), "personalize": fake_resource(clients, **settings)}
+        with dg.instance_for_test() as instance:
+            return sensor_tick(instance, resources)
+
+    assert push().success and sent_ids(service) == ["c1"]
+    # The event tracker recreated in the same dataset group: a new tracking id, the same events.
     write_segment(tmp_path, WINDOW, [ev("c2", "click", "u1", 2, item_id="d2")], name="0000000000002-r1-000002")
-    moved = {"amp": AmpResource(data_dir=str(tmp_path), backend="personalize"),
-             "personalize": fake_resource(clients, key=str(tmp_path), tracking_id="tracking-2")}
-    result = dg.materialize([personalize_events], resources=moved, raise_on_error=False)
+    assert push(tracking_id="tracking-2").success
+    assert sent_ids(service) == ["c1", "c2"] and service.requests[-1]["trackingId"] == "tracking-2"
+
+    # Another dataset group: refused, naming what changed and what to do; nothing sent or marked.
+    write_segment(tmp_path, WINDOW, [ev("c3", "click", "u1", 3, item_id="d3")], name="0000000000003-r1-000003")
+    elsewhere = {"tracking_id": "tracking-3", "dataset_group_arn": DATASET_GROUP + "-2", "interactions_dataset_arn": DATASET + "-2"}
+    result = push(**elsewhere)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.event_specific_data.error.message
-    assert "AWS_PERSONALIZE_TRACKING_ID was 'tracking-1' and is now 'tracking-2'" in message
-    assert "ledger.sqlite" in message and "move the file aside" in message
-    assert sent_ids(service) == ["c1"]  # nothing went to the new tracker, nothing was marked pushed
+    assert f"AWS_PERSONALIZE_DATASET_GROUP_ARN was '{DATASET_GROUP}' and is now '{DATASET_GROUP}-2'" in message
+    assert "AWS_PERSONALIZE_TRACKING_ID was 'tracking-2' and is now 'tracking-3'" in message
+    assert "move ledger.sqlite and its -wal and -shm files aside" in message
+    assert sent_ids(service) == ["c1", "c2"]
+    # The sensor says the same instead of starting a run every tick that is bound to fail.
+    assert sensor(**elsewhere).skip_message.startswith("not pushing: ")
+    assert isinstance(sensor(tracking_id="tracking-2"), dg.RunRequest)  # c3 waits for the old group
 
-    # Moved aside as the message says: the new destination gets every event, the old one's too.
-    (tmp_path / "personalize" / "ledger.sqlite").rename(tmp_path / "personalize" / "ledger-tracking-1.sqlite")
-    assert dg.materialize([personalize_events], resources=moved).success
-    assert sorted(sent_ids(service)) == ["c1", "c1", "c2"]
-    assert {r["trackingId"] for r in service.requests[1:]} == {"tracking-2"}
+    # Moved aside as the message says: the new dataset group gets every event.
+    for path in (tmp_path / "personalize").glob("ledger.sqlite*"):
+        path.rename(path.with_name("old-" + path.name))
+    assert push(**elsewhere).success
+    assert sorted(sent_ids(service)[2:]) == ["c1", "c2", "c3"]
+    assert {r["trackingId"] for r in service.requests[2:]} == {"tracking-3"}

@@ -144,16 +144,19 @@ def test_a_failed_import_fails_the_run_clearly_and_marks_nothing_done(tmp_path):
 
 def test_training_for_another_interactions_dataset_stops_before_any_call_naming_both(tmp_path):
     write_history(tmp_path, users=40, per_user=30)
-    Ledger(tmp_path / "personalize" / "ledger.sqlite").bind(interactions_dataset_arn=DATASET)
-    clients = make_clients()
-    other = DATASET.replace("/amp/", "/amp-2/")
-    with Stubber(clients.personalize):  # no responses queued: any call would fail the test
-        result = dg.materialize([recommender_model], resources=resources(tmp_path, clients, interactions_dataset_arn=other),
-                                raise_on_error=False)
+    with clients_with_bucket() as (s3, clients):
+        with Stubber(clients.personalize) as stub:
+            expect_training(stub, import_mode="FULL", weights_in_sync=False)
+            assert dg.materialize([recommender_model], resources=resources(tmp_path, clients)).success
+        first = latest_version(tmp_path / "models")
+        other = DATASET.replace("/amp/", "/amp-2/")
+        with Stubber(clients.personalize):  # no responses queued: any call would fail the test
+            result = dg.materialize([recommender_model], resources=resources(tmp_path, clients, interactions_dataset_arn=other),
+                                    raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert f"AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN was '{DATASET}' and is now '{other}'" in failure.event_specific_data.error.message
-    assert latest_version(tmp_path / "models") is None
+    assert latest_version(tmp_path / "models") == first
 
 
 def test_training_is_refused_below_personalizes_minimums(tmp_path):

@@ -167,17 +167,27 @@ def test_pruning_forgets_only_ids_acknowledged_before_the_cutoff(tmp_path):
     assert ledger.count() == 1 and ledger.already_pushed(["old-1", "old-2", "new-1"]) == {"new-1"}
 
 
-def test_a_ledger_keeps_the_destination_it_was_first_used_for_and_refuses_another(tmp_path):
+def test_a_ledger_serves_the_dataset_it_was_first_used_for_and_refuses_another(tmp_path):
+    def where(tracking=None, group=None, dataset=None):
+        return {"tracking_id": tracking, "dataset_group_arn": group, "interactions_dataset_arn": dataset}
+
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.bind(tracking_id="t-1", interactions_dataset_arn=None)  # unset settings bind nothing
+    ledger.bind(where("t-1"))  # unset settings bind nothing
+    with pytest.raises(LedgerMismatch, match="AWS_PERSONALIZE_TRACKING_ID was 't-1' and is now 't-2'") as refused:
+        ledger.bind(where("t-2"))  # no dataset known: a new tracker may be a new dataset group
+    assert "recreated" not in str(refused.value)
     ledger.close()
     ledger = Ledger(tmp_path / "ledger.sqlite")  # kept on disk
-    ledger.bind(tracking_id="t-1", interactions_dataset_arn="arn:ds-1")  # a setting given later joins
+    ledger.bind(where("t-1", "arn:group-1", "arn:ds-1"))  # settings given later join
+    # Whichever path binds first, a dataset the other one names later is checked too.
     with pytest.raises(LedgerMismatch, match="AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN was 'arn:ds-1' and is now 'arn:ds-2'"):
-        ledger.bind(interactions_dataset_arn="arn:ds-2")
-    with pytest.raises(LedgerMismatch, match="AWS_PERSONALIZE_TRACKING_ID was 't-1' and is now 't-2'"):
-        ledger.bind(tracking_id="t-2", interactions_dataset_arn="arn:ds-1")
-    ledger.bind(tracking_id="t-1")  # the refusals changed nothing
+        ledger.bind(where("t-1", None, "arn:ds-2"))
+    with pytest.raises(LedgerMismatch, match="set AWS_PERSONALIZE_DATASET_GROUP_ARN and AWS_PERSONALIZE_INTERACTIONS_DATASET_ARN as before"):
+        ledger.bind(where("t-2"))
+    assert ledger.conflict(where("t-1", "arn:group-2")) is not None
+    assert ledger.conflict(where("t-2", "arn:group-1")) is None  # a tracker recreated in the same group
+    ledger.bind(where("t-2", "arn:group-1"))
+    assert ledger.conflict(where("t-1")) is not None and ledger.conflict(where("t-2")) is None  # it follows the new one
 
 
 def test_the_live_push_leaves_what_an_import_in_flight_claimed_and_takes_it_back_if_it_fails(tmp_path):

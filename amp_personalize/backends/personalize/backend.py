@@ -20,7 +20,7 @@ from amp_personalize.backends.base import (
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.personalize import recommend, training
 from amp_personalize.backends.personalize.clients import Clients
-from amp_personalize.backends.personalize.ids import restore
+from amp_personalize.backends.personalize.ids import CATALOG, catalog_items, restore
 from amp_personalize.backends.personalize.jobs import Poll
 from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.versions import load_version, publish_version
@@ -29,7 +29,6 @@ from amp_personalize.settings import PersonalizeSettings
 
 # A user id no one has: Personalize answers it with what it recommends to newcomers.
 COLD_USER = "amp-personalize:cold-start"
-CATALOG = "items.parquet"
 
 
 class PersonalizeBackend:
@@ -51,7 +50,7 @@ class PersonalizeBackend:
         s.require("solution_arn")
         ledger = Ledger(self.ledger_path)
         try:
-            ledger.bind(interactions_dataset_arn=s.interactions_dataset_arn)
+            ledger.bind(s.destination())
             imported = training.import_missing(self.clients, s, ledger, data, self.poll)
         finally:
             ledger.close()
@@ -115,5 +114,4 @@ class PersonalizeBackend:
 
 
 def _catalog(model: TrainedModel) -> list[str]:
-    """The items the model was trained on: what a digest in Personalize's answers can stand for."""
-    return pl.read_parquet(model.path / CATALOG)["item_id"].to_list()
+    return catalog_items(model.path)

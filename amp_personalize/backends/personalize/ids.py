@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 import polars as pl
 
 MAX_ID = 256
 DIGEST_PREFIX = "sha256:"
+CATALOG = "items.parquet"  # in each Personalize model version: the item ids it was trained on
 
 
 def fit_id(value: str) -> str:
@@ -47,3 +49,8 @@ def restore(df: pl.DataFrame, column: str, originals: Iterable[str]) -> pl.DataF
     """Digests in `column` (Personalize's answers) back to the ids they came from, among `originals`."""
     back = {digest: original for original, digest in digests(originals).items()}
     return df.with_columns(pl.col(column).replace(back)) if back else df
+
+
+def catalog_items(model_dir: Path) -> list[str]:
+    """The items a model version was trained on: what a digest in Personalize's answers can stand for."""
+    return pl.read_parquet(model_dir / CATALOG)["item_id"].to_list()

@@ -14,9 +14,9 @@ took it there. An import claims its ids before its job starts (under the push lo
 run during the job's minutes leaves them to it; a failed job releases them. The landing segments
 whose events are all pushed are listed, so the sensor knows what is left without reading events.
 
-All of this is true of one destination only, so the ledger keeps the tracking id and dataset it
-was written for and refuses to be used for others (`bind`): pointed at a new dataset group, it
-would silently keep every event it lists from there.
+All of this is true of one dataset group only, so the ledger keeps the settings it was written
+for and refuses to be used for another group (`bind`): it would silently keep every event it
+lists from there. A new tracking id for the same dataset group (a recreated tracker) is followed.
 """
 
 from __future__ import annotations
@@ -91,25 +91,23 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at INTEGER NOT NULL)"
         )
 
-    def bind(self, **destination: str | None) -> None:
-        """Check that this ledger speaks for these settings (e.g. tracking_id=...), and remember them.
-
-        The first value given for a setting is kept; a different one later raises LedgerMismatch,
-        naming both and what to do, rather than skip events the new destination never had.
-        """
+    def bind(self, destination: dict[str, str | None]) -> None:
+        """Check that this ledger speaks for these settings (`PersonalizeSettings.destination`) and
+        remember them; LedgerMismatch, naming old and new values and what to do, if it does not."""
         given = {name: value for name, value in destination.items() if value}
         with self._write() as db:
             kept = dict(db.execute("SELECT setting, value FROM destination"))
-            changed = {name: (kept[name], value) for name, value in given.items() if kept.get(name, value) != value}
-            if changed:
-                was = "; ".join(f"{env_name(name)} was {old!r} and is now {new!r}" for name, (old, new) in changed.items())
-                raise LedgerMismatch(
-                    f"{self.path} was written for other Personalize settings ({was}). It lists the events "
-                    "that destination already has, so using it for another would leave them out there. For "
-                    "a new dataset group, move the file aside: the next push and training send everything. "
-                    "Otherwise set the variable back."
-                )
-            db.executemany("INSERT OR IGNORE INTO destination VALUES (?, ?)", list(given.items()))
+            problem = _conflict(self.path, kept, given)
+            if problem:
+                raise LedgerMismatch(problem)
+            # A value given for the first time joins; a recreated tracker's id replaces the old one.
+            db.executemany("INSERT OR REPLACE INTO destination VALUES (?, ?)", list(given.items()))
+
+    def conflict(self, destination: dict[str, str | None]) -> str | None:
+        """What `bind` would refuse, without binding: for the sensor, which only reads."""
+        with self._lock:
+            kept = dict(self._db.execute("SELECT setting, value FROM destination"))
+        return _conflict(self.path, kept, {name: value for name, value in destination.items() if value})
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
         """Ids the live push must not send: Personalize has them (pushed or imported), an import
@@ -249,3 +247,31 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+
+
+# Where the events are: a new tracker in the same dataset group (or dataset) is the same place.
+_DATASET_SETTINGS = ("dataset_group_arn", "interactions_dataset_arn")
+
+
+def _conflict(path: Path, kept: dict[str, str], given: dict[str, str]) -> str | None:
+    """Why a ledger kept for `kept` cannot be used for `given`, or None if it can."""
+    changed = {name: (kept[name], value) for name, value in given.items() if name in kept and kept[name] != value}
+    same_dataset = any(name in kept and kept[name] == given.get(name) for name in _DATASET_SETTINGS)
+    if not changed or (set(changed) == {"tracking_id"} and same_dataset):
+        return None
+    was = "; ".join(f"{env_name(name)} was {old!r} and is now {new!r}" for name, (old, new) in changed.items())
+    message = (
+        f"{path} was written for other Personalize settings ({was}). It lists the events that "
+        "destination already has, so using it for another would leave them out there. For a new "
+        f"dataset group, stop the pipeline (Ctrl-C `make up`), move {path.name} and its -wal and -shm "
+        "files aside, and start it again: the next push and training send everything there. "
+        "Otherwise set the variable back."
+    )
+    known = [name for name in _DATASET_SETTINGS if name in kept]
+    if set(changed) == {"tracking_id"} and known:
+        message += (
+            f" If only the event tracker was recreated in the same dataset group, set "
+            f"{' and '.join(env_name(name) for name in known)} as before: with the dataset unchanged, "
+            "the ledger follows the new tracking id."
+        )
+    return message
