@@ -282,12 +282,20 @@ def sql(query: str, max_rows: int) -> None:
     """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""
     import duckdb
 
-    from amp_personalize.lake.warehouse import missing_dataset
+    from amp_personalize.lake.parquet import published
+    from amp_personalize.lake.warehouse import DATASETS, missing_dataset, refresh_views
     from amp_personalize.lake.warehouse import query as run_query
 
     if not query.strip():
         raise click.UsageError('QUERY is empty: give a SQL statement, e.g. "select count(*) from interactions"')
     settings = _settings()
+    # The views name the lake by absolute path: made again here, so that a data directory that
+    # was moved or restored from a copy is queried where it is now, not where it was.
+    if any(published(settings.lake_dir, name) for name in DATASETS):
+        try:
+            refresh_views(settings.warehouse_path, settings.lake_dir)
+        except (OSError, duckdb.Error):  # read-only access to the data directory: query as it is
+            pass
     if not settings.warehouse_path.exists():
         raise click.UsageError(
             f"no dataset to query yet ({settings.warehouse_path} does not exist): it is made when "

@@ -3,17 +3,20 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import duckdb
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
 import amp_personalize.process
 import amp_personalize.services
 from amp_personalize.cli import main
-from amp_personalize.lake.warehouse import query
+from amp_personalize.lake.parquet import partition_path, write_atomic
+from amp_personalize.lake.warehouse import query, refresh_views
 from amp_personalize_tests.landing_fixture import write_segment
 
 
@@ -94,6 +97,20 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     (env / "data" / "lake" / "_rejected" / "recommendations").mkdir(parents=True)  # a model the checks kept out
     held = CliRunner().invoke(main, ["sql", "select * from RECOMMENDATIONS"])
     assert held.output.startswith("Error: recommendations has no published data: what was made of it failed a blocking check"), held.output
+
+
+def test_sql_in_a_moved_or_copied_data_directory_reads_that_directorys_lake(tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    write_atomic(pl.DataFrame({"event_id": ["a", "b"]}), partition_path(first / "lake", "interactions", "20260101T0000Z"))
+    refresh_views(first / "warehouse.duckdb", first / "lake")
+    shutil.copytree(first, tmp_path / "copy")
+    partition_path(tmp_path / "copy" / "lake", "interactions", "20260101T0000Z").unlink()
+    write_atomic(pl.DataFrame({"event_id": ["c"]}), partition_path(tmp_path / "copy" / "lake", "interactions", "20260101T0100Z"))
+    shutil.move(first, tmp_path / "moved")
+    for data, ids in (("copy", "c"), ("moved", "a b")):
+        monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / data))
+        done = CliRunner().invoke(main, ["sql", "select string_agg(event_id, ' ' order by event_id) as ids from interactions"])
+        assert done.exit_code == 0 and re.search(rf"│ {ids} +│", done.output), done.output
 
 
 def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:

@@ -53,12 +53,17 @@ def plan_windows(
     plan = WindowPlan(watermark=watermark)
     width = window_minutes * 60_000
     before_start: list[str] = []
+    other_width: list[str] = []  # landed while AMP_WINDOW_MINUTES was another width
     for window in landing_windows(landing_dir):
         if watermark is not None and window <= watermark:
             continue
+        if window_start_ms(window) % width:
+            other_width.append(window)
+            plan.watermark = window  # never a partition under these settings: nothing to wait for
+            continue
         if partitions_start_ms is not None and window_start_ms(window) < partitions_start_ms:
             before_start.append(window)
-            plan.watermark = window  # never a partition under these settings: nothing to wait for
+            plan.watermark = window
             continue
         closes = window_start_ms(window) + width
         settled = closes + int(grace_seconds * 1000)
@@ -79,13 +84,23 @@ def plan_windows(
         if now_ms >= settled:
             plan.watermark = window
     if before_start:
-        span = before_start[0] if len(before_start) == 1 else f"{before_start[0]} to {before_start[-1]}"
         plan.waiting.insert(0, (before_start[0], (
-            f"{len(before_start)} landing window(s) ({span}) begin before AMP_PARTITIONS_START "
+            f"{len(before_start)} landing window(s) ({_span(before_start)}) begin before AMP_PARTITIONS_START "
             f"({_iso(partitions_start_ms)}), so they have no partition and are not processed; "
             "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up (the sensor has moved past them)"
         )))
+    if other_width:
+        plan.waiting.insert(0, (other_width[0], (
+            f"{len(other_width)} landing window(s) ({_span(other_width)}) do not start on a {window_minutes}-minute "
+            "boundary: they were landed while AMP_WINDOW_MINUTES was another width, so they have no partition "
+            "and are not processed; with AMP_WINDOW_MINUTES set back to that width, `amp-personalize process` "
+            "picks them up (the sensor has moved past them)"
+        )))
     return plan
+
+
+def _span(windows: list[str]) -> str:
+    return windows[0] if len(windows) == 1 else f"{windows[0]} to {windows[-1]}"
 
 
 def plan_now(settings: Settings, watermark: str | None = None, include_open: bool = False) -> WindowPlan:

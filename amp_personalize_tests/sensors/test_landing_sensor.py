@@ -134,6 +134,25 @@ def test_the_sensor_is_registered_running_on_the_window_job():
     assert sensor.job_name == "process_window"
 
 
+def test_windows_landed_with_another_window_width_are_passed_over_with_a_reason(tmp_path):
+    """After AMP_WINDOW_MINUTES changes, landed windows of the old width have no partition: running
+    one failed every tick with DagsterUnknownPartitionError, and `process` with a traceback."""
+    data = tmp_path / "data"
+    for window in ("20250101T0000Z", "20250101T0105Z", "20250101T0110Z", "20250101T0200Z"):
+        write_segment(data, window, [CLICK])
+    now = window_start_ms("20250101T0200Z") + 10 * HOUR
+    plan = plan_windows(data / "landing", data / "q", now, 60, 30)
+    assert plan.ready == ["20250101T0000Z", "20250101T0200Z"] and plan.watermark == "20250101T0200Z"
+    [(_, why)] = plan.waiting
+    assert why.startswith("2 landing window(s) (20250101T0105Z to 20250101T0110Z) do not start on a 60-minute boundary")
+    assert "AMP_WINDOW_MINUTES set back to that width" in why
+    settings = replace(Settings.from_env({"AMP_PARTITIONS_START": "2025-01-01T00:00"}), data_dir=data)
+    keys = window_partitions(settings).get_partition_keys(current_time=None)
+    assert all(w in keys for w in plan.ready)
+    # Set back to 5 minutes, every window is a partition again (an hour's window starts on a 5-minute boundary).
+    assert plan_windows(data / "landing", data / "q", now, 5, 30).ready == ["20250101T0000Z", "20250101T0105Z", "20250101T0110Z", "20250101T0200Z"]
+
+
 def test_windows_before_the_partitions_start_are_passed_over_with_a_reason(tmp_path):
     """A landed window older than AMP_PARTITIONS_START has no partition: running it would fail
     with DagsterUnknownPartitionError, so it is named and skipped, and the watermark moves on."""
