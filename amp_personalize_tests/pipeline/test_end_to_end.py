@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from amp_personalize.cli import main
 from amp_personalize.events.windows import window_key, window_of
+from amp_personalize.lake.parquet import partition_path
 from amp_personalize.receiver import create_app
 from amp_personalize_tests.conftest import LiveReceiver
 from amp_personalize_tests.landing_fixture import write_segment
@@ -82,3 +83,9 @@ def test_process_builds_a_window_again_when_it_gained_a_segment_after_its_last_b
     assert f"processed 1 window(s): {window}" in process()
     assert interactions() == ["e1", "e2"]
     assert "processed 0 window(s)" in process()  # nothing new: nothing rebuilt
+    # A dataset file of the window gone from the lake (deleted by hand, a partial restore): rebuilt,
+    # so training does not quietly use part of the data and the datasets agree again.
+    partition_path(tmp_path / "data" / "lake", "interactions", window).unlink()
+    assert f"processed 1 window(s): {window}" in process()
+    assert interactions() == ["e1", "e2"]
+    assert "processed 0 window(s)" in process()
