@@ -13,6 +13,7 @@ from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
 
+NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -63,6 +64,13 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     request_job=scores_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def scores_after_window(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """Every processed window refreshes the aggregate that reads all windows."""
+def scores_after_window(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    """Every processed window refreshes the aggregate that reads all windows.
+
+    Once: a refresh still waiting to start will read this window too, so another would only
+    queue behind it (with short windows they piled up, each reading every window).
+    """
+    waiting = context.instance.get_run_records(dg.RunsFilter(job_name=scores_job.name, statuses=NOT_YET_STARTED), limit=1)
+    if waiting:
+        return dg.SkipReason(f"refresh {waiting[0].dagster_run.run_id} has not started yet; it reads this window too")
     return dg.RunRequest(run_key=f"scores-after-{context.dagster_run.run_id}")

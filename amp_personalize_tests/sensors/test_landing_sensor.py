@@ -14,7 +14,7 @@ from amp_personalize.assets.partitions import window_partitions
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of, window_start_ms
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.landing_sensor import landing_sensor
+from amp_personalize.sensors.landing_sensor import landing_sensor, scores_after_window
 from amp_personalize.sensors.plan import plan_now, plan_windows
 from amp_personalize.settings import Settings
 from amp_personalize_tests.landing_fixture import write_segment
@@ -168,3 +168,28 @@ def test_windows_before_the_partitions_start_are_passed_over_with_a_reason(tmp_p
     settings = replace(Settings.from_env({"AMP_PARTITIONS_START": "2025-01-01T02:00"}), data_dir=data)
     assert plan_now(settings).ready == ["20250101T0200Z"]
     assert window_partitions(settings).get_first_partition_window().start.timestamp() * 1000 == start
+
+
+def test_a_processed_window_requests_one_score_refresh_unless_one_has_not_started_yet(instance):
+    @dg.op
+    def nothing():
+        pass
+
+    @dg.job(name="process_window")
+    def window_stand_in():
+        nothing()
+
+    done = window_stand_in.execute_in_process(instance=instance)
+    [success] = [e.dagster_event for e in instance.all_logs(done.run_id) if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_SUCCESS"]
+
+    def after_window():
+        context = dg.build_run_status_sensor_context(
+            sensor_name="scores_after_window", dagster_event=success, dagster_instance=instance, dagster_run=done.dagster_run)
+        return scores_after_window(context)
+
+    assert after_window().run_key == f"scores-after-{done.run_id}"
+    queued = create_run_for_test(instance, job_name="refresh_user_item_scores", status=dg.DagsterRunStatus.NOT_STARTED)
+    assert after_window().skip_message == f"refresh {queued.run_id} has not started yet; it reads this window too"
+    instance.delete_run(queued.run_id)
+    create_run_for_test(instance, job_name="refresh_user_item_scores", status=dg.DagsterRunStatus.STARTED)
+    assert after_window().run_key == f"scores-after-{done.run_id}"  # a running refresh may have read too early
