@@ -13,15 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from amp_personalize.assets.raw_events import needs_rebuild
-from amp_personalize.lake.parquet import partition_path, rejected_path
+from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings
-
-WINDOW_DATASETS = ("raw_events", "interactions", "impressions")  # in build order
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
@@ -84,16 +81,6 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     return cached.success, trained_meta
 
 
-def _files_missing(lake_dir: Path, window: str) -> bool:
-    """Whether a window's dataset is neither published nor kept out by a blocking check."""
-    for dataset in WINDOW_DATASETS:
-        if rejected_path(lake_dir, dataset, window).exists():
-            return False  # what is downstream of it was never meant to be built
-        if not partition_path(lake_dir, dataset, window).exists():
-            return True
-    return False
-
-
 def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:
     from amp_personalize.definitions import defs
 
@@ -107,10 +94,7 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     # A window is built again, idempotently, when it holds a segment its last build did not read
     # (one processed while still open with --all-windows that received more events afterwards),
     # or when one of its files is gone from the lake (deleted by hand, a restore that missed it).
-    due = [
-        w for w in plan.ready
-        if w not in done or needs_rebuild(settings.landing_dir, settings.lake_dir, w) or _files_missing(settings.lake_dir, w)
-    ]
+    due = [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
     for window in due:

@@ -10,7 +10,7 @@ from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import RAW_EVENTS
 from amp_personalize.events.windows import window_key, window_start_ms
-from amp_personalize.lake.parquet import partition_path, published
+from amp_personalize.lake.parquet import partition_path, published, rejected_path
 from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.landing import read_landing
@@ -48,6 +48,9 @@ def built_from(segments: list[Path]) -> str:
     return orjson.dumps(sorted(p.name for p in segments)).decode()
 
 
+WINDOW_DATASETS = ("raw_events", "interactions", "impressions")  # one window's, in build order
+
+
 def needs_rebuild(landing_dir: Path, lake_dir: Path, window: str) -> bool:
     """Whether the window's published raw_events misses a segment sealed since it was built.
 
@@ -63,6 +66,22 @@ def needs_rebuild(landing_dir: Path, lake_dir: Path, window: str) -> bool:
     if built is None:
         return False
     return not {p.name for p in sealed_segments(landing_dir, window)} <= set(orjson.loads(built))
+
+
+def is_due(landing_dir: Path, lake_dir: Path, window: str, built: set[str]) -> bool:
+    """Whether a ready window needs a (re)build: never built (`built`: raw_events' materialized
+    partitions), a segment sealed since its last build, or a dataset file gone from the lake."""
+    return window not in built or needs_rebuild(landing_dir, lake_dir, window) or _files_missing(lake_dir, window)
+
+
+def _files_missing(lake_dir: Path, window: str) -> bool:
+    """Whether a window's dataset is neither published nor kept out by a blocking check."""
+    for dataset in WINDOW_DATASETS:
+        if rejected_path(lake_dir, dataset, window).exists():
+            return False  # what is downstream of it was never meant to be built
+        if not partition_path(lake_dir, dataset, window).exists():
+            return True
+    return False
 
 
 @dg.asset(

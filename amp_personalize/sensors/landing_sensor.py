@@ -9,6 +9,7 @@ import json
 
 import dagster as dg
 
+from amp_personalize.assets.raw_events import is_due
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
@@ -45,13 +46,21 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     plan = plan_now(settings, watermark=cursor.get("watermark"))
     for _, why in plan.waiting:
         context.log.info(why)
-    if not plan.ready:
+    # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
+    # and that nothing has changed since are passed over, not built again.
+    built = context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+    ready = list(plan.ready)
+    while ready and not is_due(settings.landing_dir, settings.lake_dir, ready[0], built):
+        ready.pop(0)
+    if not ready:
         why = plan.waiting[0][1] if plan.waiting else "no new landing windows"
+        if plan.ready:
+            why = f"{len(plan.ready)} ready window(s) ({plan.ready[0]} to {plan.ready[-1]}) were built already; {why}"
         new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=new_cursor)
-    oldest = plan.ready[0]
+    oldest = ready[0]
     # Past the oldest only if nothing else is ready: the rest are requested on later ticks.
-    watermark = plan.watermark if len(plan.ready) == 1 else oldest
+    watermark = plan.watermark if len(ready) == 1 else oldest
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key(oldest), partition_key=oldest)],
         cursor=json.dumps({"watermark": watermark}),

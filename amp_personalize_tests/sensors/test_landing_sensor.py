@@ -10,7 +10,9 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from amp_personalize.assets.interactions import impressions, interactions
 from amp_personalize.assets.partitions import window_partitions
+from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of, window_start_ms
 from amp_personalize.resources import AmpResource
@@ -193,3 +195,23 @@ def test_a_processed_window_requests_one_score_refresh_unless_one_has_not_starte
     instance.delete_run(queued.run_id)
     create_run_for_test(instance, job_name="refresh_user_item_scores", status=dg.DagsterRunStatus.STARTED)
     assert after_window().run_key == f"scores-after-{done.run_id}"  # a running refresh may have read too early
+
+
+def test_windows_already_built_by_process_are_passed_over_not_built_again(tmp_path, instance):
+    """After `amp-personalize process`, a first `make up` (its sensor's cursor empty) rebuilt every window."""
+    data = tmp_path / "data"
+    old, previous = windows_back(3), windows_back(2)
+    for window in (old, previous):
+        write_segment(data, window, [CLICK])
+    amp = AmpResource(data_dir=str(data), grace_seconds=0)
+    assert dg.materialize([raw_events, interactions, impressions], partition_key=old, resources={"amp": amp}, instance=instance).success
+
+    first, _ = tick(data, instance)
+    assert [r.partition_key for r in first.run_requests] == [previous]
+    assert dg.materialize([raw_events, interactions, impressions], partition_key=previous, resources={"amp": amp}, instance=instance).success
+    again, _ = tick(data, instance)  # a cursor lost as well: everything ready is built
+    assert not again.run_requests
+    assert again.skip_reason.skip_message.startswith(f"2 ready window(s) ({old} to {previous}) were built already")
+    assert json.loads(again.cursor) == {"watermark": previous}
+    write_segment(data, old, [CLICK], name="0000000000009-late-000001")  # a segment its build did not read
+    assert [r.partition_key for r in tick(data, instance)[0].run_requests] == [old]
