@@ -91,9 +91,8 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     plan = plan_now(settings, include_open=all_windows)
     report.waiting += [why for _, why in plan.waiting]
     done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
-    # A window is built again, idempotently, when it holds a segment its last build did not read
-    # (one processed while still open with --all-windows that received more events afterwards),
-    # or when one of its files is gone from the lake (deleted by hand, a restore that missed it).
+    # Never built, or built again idempotently (see is_due): e.g. processed while still open with
+    # --all-windows and sealed more events afterwards, or a file deleted from the lake by hand.
     due = [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)

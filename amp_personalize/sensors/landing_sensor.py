@@ -16,8 +16,7 @@ from amp_personalize.sensors.plan import plan_now
 
 NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
+    *NOT_YET_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
@@ -48,8 +47,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         context.log.info(why)
     # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
     # and that nothing has changed since are passed over, not built again.
-    built = context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
     ready = list(plan.ready)
+    built = context.instance.get_materialized_partitions(dg.AssetKey("raw_events")) if ready else set()
     while ready and not is_due(settings.landing_dir, settings.lake_dir, ready[0], built):
         ready.pop(0)
     if not ready:

@@ -200,6 +200,14 @@ def test_the_seeds_calls_name_a_long_item_id_not_its_digest(tmp_path, caplog):
     assert [r["item_id"] for r in seed.get_recommendations("u1")] == [long_item, "short", unknown, "sha256:not-a-digest"]
     assert [r["item_id"] for r in seed.get_similar_items(long_item)][0] == long_item
 
+    # An app's own id that only starts like a digest sends nobody to the model catalog.
+    own = make_clients()
+    Service(own.runtime, "GetRecommendations", lambda params: {"itemList": [{"itemId": "sha256:not-a-digest"}]})
+    caplog.clear()
+    plain = PersonalizeService(PersonalizeSettings(campaign_arn=CAMPAIGN), own, models_dir=tmp_path / "nowhere")
+    assert [r["item_id"] for r in plain.get_recommendations("u1")] == ["sha256:not-a-digest"]
+    assert not caplog.records
+
 
 def test_clients_follow_the_sdks_own_configuration_and_put_events_never_retries_by_itself(monkeypatch):
     from amp_personalize.backends.personalize.clients import (

@@ -94,10 +94,9 @@ class Ledger:
     def bind(self, destination: dict[str, str | None]) -> None:
         """Check that this ledger speaks for these settings (`PersonalizeSettings.destination`) and
         remember them; LedgerMismatch, naming old and new values and what to do, if it does not."""
-        given = {name: value for name, value in destination.items() if value}
+        given = _set(destination)
         with self._write() as db:
-            kept = dict(db.execute("SELECT setting, value FROM destination"))
-            problem = _conflict(self.path, kept, given)
+            problem = _conflict(self.path, dict(db.execute("SELECT setting, value FROM destination")), given)
             if problem:
                 raise LedgerMismatch(problem)
             # A value given for the first time joins; a recreated tracker's id replaces the old one.
@@ -107,7 +106,7 @@ class Ledger:
         """What `bind` would refuse, without binding: for the sensor, which only reads."""
         with self._lock:
             kept = dict(self._db.execute("SELECT setting, value FROM destination"))
-        return _conflict(self.path, kept, {name: value for name, value in destination.items() if value})
+        return _conflict(self.path, kept, _set(destination))
 
     def already_pushed(self, event_ids: list[str]) -> set[str]:
         """Ids the live push must not send: Personalize has them (pushed or imported), an import
@@ -251,6 +250,11 @@ class Ledger:
 
 # Where the events are: a new tracker in the same dataset group (or dataset) is the same place.
 _DATASET_SETTINGS = ("dataset_group_arn", "interactions_dataset_arn")
+
+
+def _set(destination: dict[str, str | None]) -> dict[str, str]:
+    """The settings that are set: an unset one binds nothing and conflicts with nothing."""
+    return {name: value for name, value in destination.items() if value}
 
 
 def _conflict(path: Path, kept: dict[str, str], given: dict[str, str]) -> str | None:

@@ -14,14 +14,19 @@ import re
 from pathlib import Path
 
 from amp_personalize.backends.personalize.clients import Clients, make_clients
-from amp_personalize.backends.personalize.ids import catalog_items, digests, fit_id
+from amp_personalize.backends.personalize.ids import (
+    DIGEST_PREFIX,
+    catalog_items,
+    digests,
+    fit_id,
+)
 from amp_personalize.backends.personalize.recommend import recommendations_request
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.backends.versions import latest_version
 from amp_personalize.settings import PersonalizeSettings, Settings
 
 log = logging.getLogger(__name__)
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")  # what fit_id makes, nothing else
 
 
 class PersonalizeService:
