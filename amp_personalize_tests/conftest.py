@@ -30,6 +30,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def sync_processes(pid: int) -> set[int]:
+    """The group-commit sync processes a process has started (children of any of its threads)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                if b"amp_personalize/landing/syncer.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.add(int(child))
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether a process has exited (a zombie nobody reaped counts) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def landed_lines(data_dir: Path, include_open: bool = True) -> list[dict]:
     """Every landed line under data_dir/landing, sealed and (optionally) still open."""
     suffixes = (SEALED_SUFFIX, OPEN_SUFFIX) if include_open else (SEALED_SUFFIX,)

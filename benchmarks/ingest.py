@@ -7,8 +7,8 @@ comes from wrk (C, one thread, on the other core). Each server gets a second of 
 first (a serving receiver is warm), rounds run in ABBA order so drift on a noisy machine hits
 both alike, and every round is printed before the medians. A durable run whose landing files
 hold fewer events than wrk saw acknowledged stops the benchmark. Beside requests per second it
-prints the server's CPU per request (its event-loop thread, and the whole process with the
-syncer thread), which other work on the machine moves far less than it moves throughput.
+prints the server's CPU per request (its event-loop thread, and the whole receiver with its
+sync process), which other work on the machine moves far less than it moves throughput.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 8] [--rounds 3] [--connections 64]
 """
@@ -121,17 +121,25 @@ def run_server(mode: str, data_dir: Path):
 
 
 def cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time of the server's event-loop thread (its main thread) and of the whole process.
+    """CPU time of the server's event-loop thread (its main thread) and of the whole receiver.
 
-    Per request, these move less with other work on the machine than requests per second do:
-    a busy neighbour slows a request's wall time far more than the CPU it takes.
+    The whole receiver is its process and the processes it started (the group-commit sync
+    process). Per request, these move less with other work on the machine than requests per
+    second do: a busy neighbour slows a request's wall time far more than the CPU it takes.
     """
     def ticks(stat: str) -> int:
-        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0
         return int(fields[11]) + int(fields[12])  # utime + stime
 
+    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
     hz = os.sysconf("SC_CLK_TCK")
-    return {"loop": ticks(f"/proc/{pid}/task/{pid}/stat") / hz, "process": ticks(f"/proc/{pid}/stat") / hz}
+    return {
+        "loop": ticks(f"/proc/{pid}/task/{pid}/stat") / hz,
+        "process": (ticks(f"/proc/{pid}/stat") + sum(ticks(f"/proc/{c}/stat") for c in children)) / hz,
+    }
 
 
 def landed_lines(data_dir: Path) -> int:

@@ -1,35 +1,40 @@
 """Group commit: many concurrent requests, one write and one fdatasync.
 
 Requests hand their lines to `commit` and wait. The loop writes all the lines staged in one
-loop iteration with one `os.write` (page cache only: microseconds). A syncer thread does nothing
-but fdatasync whatever has been written and tell the loop how far that reached; the loop then
-answers every request whose lines end at or below that offset. So while one fdatasync is in
-flight the loop keeps parsing and writing the next group: syncs per second follow the disk,
-requests per second follow the CPU. When the syncer is idle, the first request of an iteration
-is written at once, so a sync starts without waiting for the rest of a long iteration (waiting
-made syncs, and so replies, about 40% rarer).
+loop iteration with one `os.write` (page cache only: microseconds). The sync process
+(`syncer.py`) does nothing but fdatasync the open segment when asked; its reply tells the loop
+that everything written before the request is durable, and the loop answers every request whose
+lines end at or below that offset. So while one fdatasync is in flight the loop keeps parsing
+and writing the next group: syncs per second follow the disk, requests per second follow the
+CPU. When no sync is in flight, the first request of an iteration is written and its sync asked
+for at once, so a sync starts without waiting for the rest of a long iteration (waiting made
+syncs, and so replies, about 40% rarer).
 
-The syncer does as little Python as possible, because every bytecode it runs holds the GIL the
-loop needs: an earlier design that built, wrote and synced each group on the thread reached
-0.73-0.81 of the no-landing baseline.
+The fdatasync is in a process, not a thread, because a thread needs the GIL back after each one
+and takes it from the busy loop (syncer.py says what that cost). If the sync process dies, the
+loop syncs what is waiting itself, once, and starts another: no request is refused for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import subprocess
 import sys
-import threading
 import time
 from collections import deque
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
+from amp_personalize.landing import syncer
 from amp_personalize.landing.writer import SegmentWriter
 
 log = logging.getLogger(__name__)
-# After an fdatasync the syncer thread needs the GIL back, and a busy event loop yields it only
-# every switch interval (5 ms by default), which would cap syncs near 200/s whatever the disk does.
-SWITCH_INTERVAL_SECONDS = 0.0005
+# `-I -S`: no environment, no site-packages; the syncer needs nothing but the standard library.
+SYNCER_COMMAND = (sys.executable, "-I", "-S", str(Path(syncer.__file__)))
+SYNCER_RETRY_SECONDS = 1
 
 # (offset where the group's lines end, its requests' futures, its number of events)
 _Group = tuple[int, list[asyncio.Future], int]
@@ -46,23 +51,28 @@ class GroupCommitter:
         interval_seconds: float = 0.0,
         max_events: int = 10_000,
         on_commit: Callable[[int, int, float], None] | None = None,
+        syncer_command: Sequence[str] = SYNCER_COMMAND,
     ) -> None:
         self.writer = writer
         self.interval_seconds = interval_seconds
         self.max_events = max_events  # with an interval: sync at once when this many wait
-        self.on_commit = on_commit  # (requests, events, seconds) per sync, called on the loop
+        self.on_commit = on_commit  # (requests, events, seconds) per sync
+        self.syncer_command = list(syncer_command)  # the socket's descriptor is appended
         self._staged_heads: list[bytes] = []  # lines of this loop iteration, not yet written
         self._staged: list[asyncio.Future] = []
         self._unsynced: deque[_Group] = deque()  # written, waiting for an fdatasync
         self._unsynced_events = 0
-        self._wake = threading.Event()
-        self._syncer_idle = True
+        self._in_flight = None  # (segment, offset) of the sync asked for and not yet answered
+        self._interval_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._seal_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen | None = None
+        self._socket: socket.socket | None = None
+        self._sent_segment = None  # the segment whose descriptor the sync process holds
+        self._start_again_at = 0.0  # after a failed start, when to try again
 
-    # -- the event loop side ----------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------------------
 
     async def commit(self, heads: list[bytes]) -> None:
         """Return once every line is written and fdatasync'd; LandingUnavailable if it cannot be."""
@@ -72,7 +82,7 @@ class GroupCommitter:
         self._staged.append(future)
         self._staged_heads += heads
         if len(self._staged) == 1:
-            if self._syncer_idle:  # it can start on these lines now, not after this iteration
+            if self._in_flight is None and self._interval_timer is None:  # its sync can start now, not after this iteration
                 self._write_staged()
             else:  # one write per loop iteration, not one per request
                 self._loop.call_soon(self._write_staged)
@@ -87,21 +97,13 @@ class GroupCommitter:
             self.writer.write(heads)
         except Exception as exc:  # the writer has cut back to what is synced: fail the rest
             self._settle(_unavailable("write", exc, len(heads)), futures)
+            self._forget_closed_segment()
             return
         self._unsynced.append((self.writer.written, futures, len(heads)))
         self._unsynced_events += len(heads)
-        self._syncer_idle = False
-        self._wake.set()
+        self._sync_soon()
         if self._seal_timer is None:
             self._seal_timer = self._loop.call_later(self.writer.seconds_until_due() or 0.0, self._seal_due)
-
-    def _synced(self, seconds: float) -> None:
-        """Called from the syncer thread (via the loop) after each successful fdatasync."""
-        self._settle(None, seconds=seconds)
-
-    def _sync_failed(self, exc: Exception) -> None:
-        if self.writer.abandon(failed_only=True):  # else a seal has already cut it back
-            self._settle(_unavailable("sync", exc, self._unsynced_events))
 
     def _settle(self, error: Exception | None, more: list[asyncio.Future] = (), seconds: float = 0.0) -> None:
         """Answer every group that is now synced; with an error, fail all the others (and `more`)."""
@@ -126,6 +128,115 @@ class GroupCommitter:
             if not future.done():
                 future.set_exception(error)
 
+    # -- syncing ----------------------------------------------------------------------------
+
+    def _sync_soon(self) -> None:
+        """Ask for a sync unless one is in flight or waiting out the commit interval."""
+        if self._in_flight is not None or self._interval_timer is not None or not self._unsynced:
+            return
+        if self.interval_seconds and self._unsynced_events < self.max_events:
+            # Let more requests join this sync; ones arriving meanwhile do not cut the wait short.
+            self._interval_timer = self._loop.call_later(self.interval_seconds, self._sync_now)
+        else:
+            self._sync_now()
+
+    def _sync_now(self) -> None:
+        self._interval_timer = None
+        segment, offset = self.writer.segment, self.writer.written
+        if segment is None or segment.failed or offset <= self.writer.synced:
+            return self._settle(None)  # a seal has synced it, or a cut back has failed it
+        if self._socket is None and not self._closing and time.monotonic() >= self._start_again_at:
+            self._start_syncer()
+        try:
+            if self._socket is None:
+                raise OSError("no sync process")
+            if segment is self._sent_segment:
+                self._socket.send(b"sync")
+            else:
+                socket.send_fds(self._socket, [b"sync"], [segment.fd])
+                self._sent_segment = segment
+        except OSError:
+            self._syncer_lost()
+            return
+        self._in_flight = (segment, offset)
+
+    def _on_reply(self) -> None:
+        try:
+            reply = self._socket.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            reply = b""
+        if not reply or self._in_flight is None:
+            return self._syncer_lost()
+        (segment, offset), self._in_flight = self._in_flight, None
+        status, _, detail = reply.partition(b" ")
+        if status == b"ok":
+            self.writer.mark_synced(segment, offset)
+            self._settle(None, seconds=float(detail))
+        elif self.writer.mark_failed(segment):  # an error about a segment since sealed was the seal's too
+            code = int(detail)
+            self._sync_failed(OSError(code, os.strerror(code)))
+        self._forget_closed_segment()
+        self._sync_soon()
+
+    def _sync_failed(self, exc: Exception) -> None:
+        if self.writer.abandon(failed_only=True):  # else a seal has already cut it back
+            self._settle(_unavailable("sync", exc, self._unsynced_events))
+
+    def _forget_closed_segment(self) -> None:
+        """Have the sync process close its descriptor of a segment that is sealed or cut back.
+
+        It holds the segment's lock too, which would make a recovery pass take a segment left
+        `.open` by a failure for one still being written.
+        """
+        if self._sent_segment is not None and self._sent_segment is not self.writer.segment and self._in_flight is None:
+            self._sent_segment = None
+            try:
+                self._socket.send(b"drop")
+            except OSError:
+                pass  # its next descriptor, or its exit, closes the old one
+
+    def _start_syncer(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._process = subprocess.Popen([*self.syncer_command, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+        except OSError:
+            log.exception("could not start the sync process; syncing on the event loop, trying again in %d s",
+                          SYNCER_RETRY_SECONDS)
+            self._start_again_at = time.monotonic() + SYNCER_RETRY_SECONDS
+            ours.close()
+            return
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._socket, self._sent_segment = ours, None
+        self._loop.add_reader(ours.fileno(), self._on_reply)
+
+    def _stop_syncer(self) -> subprocess.Popen | None:
+        """Close our end: the sync process exits once it has answered what it was doing."""
+        if self._socket is not None:
+            self._loop.remove_reader(self._socket.fileno())
+            self._socket.close()
+        self._socket, self._sent_segment, self._in_flight = None, None, None
+        process, self._process = self._process, None
+        return process
+
+    def _syncer_lost(self) -> None:
+        """The sync process is gone: sync what is waiting here, once; the next sync starts another."""
+        process = self._stop_syncer()
+        if process is not None:
+            process.poll()
+            log.error("the sync process exited (%s); syncing on the event loop and starting another", process.returncode)
+        try:
+            self.writer.sync()
+        except OSError as exc:
+            self._sync_failed(exc)
+        else:
+            self._settle(None)  # the next sync starts another process
+
+    # -- sealing and lifetime ---------------------------------------------------------------
+
     def _seal_due(self) -> None:
         self._seal_timer = None
         try:
@@ -136,55 +247,44 @@ class GroupCommitter:
             self._settle(_unavailable("seal", exc, self._unsynced_events))
         else:
             self._settle(None)  # sealing synced what was written
+        self._forget_closed_segment()
         due = self.writer.seconds_until_due()
         if due is not None:
             self._seal_timer = self._loop.call_later(due, self._seal_due)
 
     def start(self) -> None:
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="landing-syncer", daemon=True)
-        self._thread.start()
+        self._start_syncer()
 
     async def stop(self) -> None:
-        """Land what is pending, seal the open segment, end the syncer thread."""
+        """Land what is pending, seal the open segment, end the sync process."""
         self._write_staged()  # nothing staged may be left behind
         self._closing = True
-        self._wake.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        if self._seal_timer is not None:
-            self._seal_timer.cancel()
+        for timer in (self._interval_timer, self._seal_timer):
+            if timer is not None:
+                timer.cancel()
+        process = self._stop_syncer()
+        if process is not None:
+            await _exited(process)
         try:
-            self.writer.close()
+            self.writer.close()  # sealing syncs everything written, whatever was in flight
         except Exception as exc:
             log.exception("sealing the last segment failed; recovery will seal it at next start")
             self._settle(_unavailable("seal", exc, self._unsynced_events))
         else:
             self._settle(None)
 
-    # -- the syncer thread ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        loop, writer = self._loop, self.writer
-        while not self._closing:
-            self._syncer_idle = not self._wake.is_set()
-            self._wake.wait()
-            self._syncer_idle = False
-            self._wake.clear()
-            if self.interval_seconds and not self._closing and self._unsynced_events < self.max_events:
-                time.sleep(self.interval_seconds)  # let more requests join this sync
-            started = time.perf_counter()
-            try:
-                writer.sync()
-            except OSError as exc:
-                callback, arg = self._sync_failed, exc
-            else:
-                callback, arg = self._synced, time.perf_counter() - started
-            try:
-                loop.call_soon_threadsafe(callback, arg)
-            except RuntimeError:  # the loop is gone: nobody is waiting for these replies any more
-                return
+async def _exited(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Wait for the sync process to exit without a thread: stop() can run after the loop's
+    default executor has been shut down. It exits as soon as it has answered its last request."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            return
+        await asyncio.sleep(0.005)
 
 
 def _unavailable(step: str, exc: Exception, events: int) -> LandingUnavailable:

@@ -1,10 +1,10 @@
 """The segment writer: appends landed lines to the open segment, syncs them, rotates and seals.
 
-Two threads share it. The event loop calls `write` (a page-cache write: microseconds), rotates
-and seals; one syncer thread calls `sync`, which is only an fdatasync. Offsets are counted over
-all segments: `written` is where the last write ended, `synced` how much of that is durable.
-`lock` is held across every fdatasync and every change of segment, so the syncer never syncs a
-descriptor that has been closed, and the loop never waits for it except when a segment changes.
+Only the event loop calls it; group commit's fdatasync runs in the sync process, on its own
+descriptor of the open segment, and reports back through `mark_synced` / `mark_failed`, which
+take the segment the sync was for: a reply about a segment sealed or cut back since changes
+nothing. Offsets are counted over all segments: `written` is where the last write ended,
+`synced` how much of that is durable.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,6 @@ class SegmentWriter:
         self._segment: _Segment | None = None
         self.written = 0
         self.synced = 0
-        self.lock = threading.Lock()
         self.torn_lines = 0  # lines quarantined after a failed write
 
     # -- the write path ---------------------------------------------------------------------
@@ -91,18 +89,34 @@ class SegmentWriter:
         self.written += len(data)
         return now_ms
 
+    @property
+    def segment(self) -> _Segment | None:
+        """The open segment, if any: what a sync started now would cover."""
+        return self._segment
+
     def sync(self) -> None:
-        """Make everything written so far durable (`synced` catches up with `written`)."""
-        with self.lock:
-            segment, target = self._segment, self.written
-            if segment is None or segment.failed or target <= self.synced:
-                return
-            try:
-                os.fdatasync(segment.fd)
-            except OSError:
-                segment.failed = True
-                raise
-            self.synced = target
+        """Make everything written so far durable here, on the caller's thread."""
+        segment, target = self._segment, self.written
+        if segment is None or segment.failed or target <= self.synced:
+            return
+        try:
+            os.fdatasync(segment.fd)
+        except OSError:
+            segment.failed = True
+            raise
+        self.synced = target
+
+    def mark_synced(self, segment: _Segment, offset: int) -> None:
+        """A sync of `segment` that began when `written` was `offset` succeeded elsewhere."""
+        if segment is self._segment and offset > self.synced:
+            self.synced = offset
+
+    def mark_failed(self, segment: _Segment) -> bool:
+        """A sync of `segment` failed elsewhere; False if it is no longer the open segment."""
+        if segment is not self._segment:
+            return False
+        segment.failed = True
+        return True
 
     def append(self, heads: list[bytes]) -> int:
         """Write and sync on one thread: durable on return."""
@@ -167,22 +181,21 @@ class SegmentWriter:
 
         If sealing fails the segment is cut back to `synced` instead (see `abandon`).
         """
-        with self.lock:
-            segment = self._segment
-            if segment is None:
-                return None
-            if segment.failed:
-                self._cut_back(segment)
-                raise OSError("an earlier fdatasync of this segment failed")
-            try:
-                result = seal_locked(segment.fd, segment.path, self.quarantine_dir)
-            except OSError:
-                self._cut_back(segment)
-                raise
-            self._segment = None
-            self.synced = self.written
-            os.close(segment.fd)
-            return result
+        segment = self._segment
+        if segment is None:
+            return None
+        if segment.failed:
+            self._cut_back(segment)
+            raise OSError("an earlier fdatasync of this segment failed")
+        try:
+            result = seal_locked(segment.fd, segment.path, self.quarantine_dir)
+        except OSError:
+            self._cut_back(segment)
+            raise
+        self._segment = None
+        self.synced = self.written
+        os.close(segment.fd)
+        return result
 
     def abandon(self, failed_only: bool = False) -> bool:
         """After a failed write or sync: cut back to the last synced byte and seal, as best we can.
@@ -190,12 +203,11 @@ class SegmentWriter:
         With `failed_only`, only a segment whose fdatasync failed (not one opened since). Returns
         whether anything was cut back.
         """
-        with self.lock:
-            segment = self._segment
-            if segment is None or (failed_only and not segment.failed):
-                return False
-            self._cut_back(segment)
-            return True
+        segment = self._segment
+        if segment is None or (failed_only and not segment.failed):
+            return False
+        self._cut_back(segment)
+        return True
 
     def _cut_back(self, segment: _Segment) -> None:
         """Drop every unsynced byte: those requests are refused, so none of their lines may land.

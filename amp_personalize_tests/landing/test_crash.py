@@ -9,7 +9,13 @@ import httpx
 import orjson
 import pytest
 
-from amp_personalize_tests.conftest import WEBHOOK, ReceiverProcess, landed_lines
+from amp_personalize_tests.conftest import (
+    WEBHOOK,
+    ReceiverProcess,
+    gone,
+    landed_lines,
+    sync_processes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +43,9 @@ def test_sigkill_mid_load_loses_no_acknowledged_event(tmp_path):
     for t in threads:
         t.start()
     time.sleep(1.5)
+    [sync_process] = sync_processes(first.proc.pid)
     first.kill()  # SIGKILL: no shutdown hook runs, the open segment stays open
+    assert gone(sync_process), "the receiver's sync process outlived it"
     stop.set()
     for t in threads:
         t.join()

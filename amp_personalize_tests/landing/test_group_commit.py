@@ -1,17 +1,22 @@
 """Concurrent requests share an fsync, and a 2xx is only ever sent for what is on disk."""
 
 import asyncio
-import errno
 import os
+import signal
+import sys
 import time
 
 import httpx
 import orjson
 
-from amp_personalize.landing.commit import GroupCommitter, LandingUnavailable
+from amp_personalize.landing.commit import (
+    SYNCER_COMMAND,
+    GroupCommitter,
+    LandingUnavailable,
+)
 from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.landing.writer import SegmentWriter
-from amp_personalize_tests.conftest import WEBHOOK, landed_lines
+from amp_personalize_tests.conftest import WEBHOOK, gone, landed_lines, sync_processes
 
 
 def _metric(text: str, name: str) -> float:
@@ -39,10 +44,11 @@ def test_concurrent_requests_share_fsyncs(receiver, settings):
     assert commits < n, f"{commits} fsync groups for {n} concurrent requests: no group commit"
 
 
-def _committer(tmp_path, **writer_args):
+def _committer(tmp_path, syncer_command=SYNCER_COMMAND, **writer_args):
     args = dict(window_minutes=60, max_bytes=1 << 20, max_age_seconds=60)
     args.update(writer_args)
-    return GroupCommitter(SegmentWriter(tmp_path / "landing", tmp_path / "quarantine", receiver_id="t", **args))
+    writer = SegmentWriter(tmp_path / "landing", tmp_path / "quarantine", receiver_id="t", **args)
+    return GroupCommitter(writer, syncer_command=syncer_command)
 
 
 def _line(event_id: str) -> bytes:
@@ -70,17 +76,25 @@ def test_rotating_while_lines_wait_for_their_sync_loses_none(tmp_path):
     assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(40) for k in range(5))
 
 
-def test_a_failed_sync_refuses_every_unsynced_request_and_lands_none_of_them(tmp_path, monkeypatch):
-    real_fdatasync, calls = os.fdatasync, []
+def _syncer_failing(nth: int) -> list[str]:
+    """The real sync process, with its nth fdatasync failing with EIO as a dying disk's would."""
+    code = (
+        "import errno, os, runpy, sys\n"
+        "real, calls = os.fdatasync, []\n"
+        "def fdatasync(fd):\n"
+        "    calls.append(fd)\n"
+        f"    if len(calls) == {nth}:\n"
+        "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
+        "    real(fd)\n"
+        "os.fdatasync = fdatasync\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    return [sys.executable, "-I", "-c", code, SYNCER_COMMAND[-1]]
 
-    def failing_second_time(fd):
-        calls.append(fd)
-        if len(calls) == 2:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fdatasync(fd)
 
-    monkeypatch.setattr(os, "fdatasync", failing_second_time)
-    committer = _committer(tmp_path)
+def test_a_failed_sync_refuses_every_unsynced_request_and_lands_none_of_them(tmp_path):
+    committer = _committer(tmp_path, syncer_command=_syncer_failing(2))
 
     async def run():
         committer.start()
@@ -96,6 +110,32 @@ def test_a_failed_sync_refuses_every_unsynced_request_and_lands_none_of_them(tmp
     assert [type(r) for r in refused] == [LandingUnavailable, LandingUnavailable]
     assert "Input/output error" in str(refused[0])
     assert _landed_ids(tmp_path) == ["before", "after"]
+
+
+def test_when_the_sync_process_dies_no_request_is_refused_and_syncing_goes_on(tmp_path, caplog):
+    committer = _committer(tmp_path)
+
+    async def client(c: int, k0: int):
+        for k in range(k0, k0 + 5):
+            await committer.commit([_line(f"c{c}-{k}")])
+
+    async def run():
+        committer.start()
+        await asyncio.gather(*(client(c, 0) for c in range(20)))
+        [first] = sync_processes(os.getpid())
+        os.kill(first, signal.SIGKILL)
+        assert gone(first)
+        await asyncio.gather(*(client(c, 5) for c in range(20)))  # raises if any is refused
+        [second] = sync_processes(os.getpid())
+        await asyncio.gather(*(client(c, 10) for c in range(20)))
+        await committer.stop()
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert second != first
+    assert "the sync process exited" in caplog.text
+    assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(20) for k in range(15))
+    assert gone(second) and not sync_processes(os.getpid()), "stop() left a sync process behind"
 
 
 def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_waiting(tmp_path):
@@ -114,7 +154,7 @@ def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_wait
         committer.start()
         full = await timed([_line(f"full{i}") for i in range(3)])
         one = asyncio.ensure_future(timed([_line("one")]))
-        await asyncio.sleep(0.2)  # the syncer is now sleeping the interval for that one event
+        await asyncio.sleep(0.2)  # the sync for that one event now waits out the interval
         late = await timed([_line(f"late{i}") for i in range(5)])  # 6 waiting: it sleeps on
         one = await one
         await committer.stop()
