@@ -12,7 +12,9 @@ syncs, and so replies, about 40% rarer).
 
 The fdatasync is in a process, not a thread, because a thread needs the GIL back after each one
 and takes it from the busy loop (syncer.py says what that cost). If the sync process dies, the
-loop syncs what is waiting itself, once, and starts another: no request is refused for it.
+loop syncs what is waiting itself, once, and starts another (one start a second at most while
+they die at once): no request is refused for it. A sync that fails after its segment was sealed
+still refuses the requests it covered; they wait for its answer.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class GroupCommitter:
         self._staged: list[asyncio.Future] = []
         self._unsynced: deque[_Group] = deque()  # written, waiting for an fdatasync
         self._unsynced_events = 0
-        self._in_flight = None  # (segment, offset) of the sync asked for and not yet answered
+        # (segment, offset it reaches, `synced` when asked) of the sync asked for, not yet answered
+        self._in_flight: tuple | None = None
         self._interval_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._seal_timer: asyncio.TimerHandle | None = None
@@ -70,7 +73,8 @@ class GroupCommitter:
         self._process: subprocess.Popen | None = None
         self._socket: socket.socket | None = None
         self._sent_segment = None  # the segment whose descriptor the sync process holds
-        self._start_again_at = 0.0  # after a failed start, when to try again
+        self._started_at = 0.0
+        self._start_again_at = 0.0  # after a failed start or a quick death, when to try again
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -106,8 +110,14 @@ class GroupCommitter:
             self._seal_timer = self._loop.call_later(self.writer.seconds_until_due() or 0.0, self._seal_due)
 
     def _settle(self, error: Exception | None, more: list[asyncio.Future] = (), seconds: float = 0.0) -> None:
-        """Answer every group that is now synced; with an error, fail all the others (and `more`)."""
+        """Answer every group that is now synced; with an error, fail all the others (and `more`).
+
+        What a sync still in flight covers waits for its answer even when a seal of that segment
+        has synced it since: should the sync fail, those requests are refused, not acknowledged.
+        """
         synced, unsynced = self.writer.synced, self._unsynced
+        if self._in_flight is not None and self._in_flight[0] is not self.writer.segment:
+            synced = min(synced, self._in_flight[2])
         requests = events = 0
         while unsynced and unsynced[0][0] <= synced:
             _, futures, n = unsynced.popleft()
@@ -153,12 +163,12 @@ class GroupCommitter:
             if segment is self._sent_segment:
                 self._socket.send(b"sync")
             else:
-                socket.send_fds(self._socket, [b"sync"], [segment.fd])
+                socket.send_fds(self._socket, [b"sync"], [segment.sync_fd])
                 self._sent_segment = segment
         except OSError:
             self._syncer_lost()
             return
-        self._in_flight = (segment, offset)
+        self._in_flight = (segment, offset, self.writer.synced)
 
     def _on_reply(self) -> None:
         try:
@@ -169,16 +179,30 @@ class GroupCommitter:
             reply = b""
         if not reply or self._in_flight is None:
             return self._syncer_lost()
-        (segment, offset), self._in_flight = self._in_flight, None
+        (segment, offset, _), self._in_flight = self._in_flight, None
         status, _, detail = reply.partition(b" ")
         if status == b"ok":
             self.writer.mark_synced(segment, offset)
             self._settle(None, seconds=float(detail))
-        elif self.writer.mark_failed(segment):  # an error about a segment since sealed was the seal's too
+        else:
             code = int(detail)
-            self._sync_failed(OSError(code, os.strerror(code)))
+            error = OSError(code, os.strerror(code))
+            if self.writer.mark_failed(segment):
+                self._sync_failed(error)
+            else:  # sealed since (or cut back): refuse what this sync covered, answer the rest
+                self._refuse_through(offset, _unavailable("sync", error, self._unsynced_events))
         self._forget_closed_segment()
         self._sync_soon()
+
+    def _refuse_through(self, offset: int, error: Exception) -> None:
+        unsynced = self._unsynced
+        while unsynced and unsynced[0][0] <= offset:
+            _, futures, n = unsynced.popleft()
+            self._unsynced_events -= n
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+        self._settle(None)
 
     def _sync_failed(self, exc: Exception) -> None:
         if self.writer.abandon(failed_only=True):  # else a seal has already cut it back
@@ -210,7 +234,7 @@ class GroupCommitter:
         finally:
             theirs.close()
         ours.setblocking(False)
-        self._socket, self._sent_segment = ours, None
+        self._socket, self._sent_segment, self._started_at = ours, None, time.monotonic()
         self._loop.add_reader(ours.fileno(), self._on_reply)
 
     def _stop_syncer(self) -> subprocess.Popen | None:
@@ -226,8 +250,14 @@ class GroupCommitter:
         """The sync process is gone: sync what is waiting here, once; the next sync starts another."""
         process = self._stop_syncer()
         if process is not None:
-            process.poll()
-            log.error("the sync process exited (%s); syncing on the event loop and starting another", process.returncode)
+            try:
+                process.wait(0.1)  # it is exiting: its socket is closed
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() - self._started_at < SYNCER_RETRY_SECONDS:  # it cannot run: no restart per sync
+                self._start_again_at = time.monotonic() + SYNCER_RETRY_SECONDS
+            log.error("the sync process exited (status %s); syncing on the event loop and starting another",
+                      process.returncode)
         try:
             self.writer.sync()
         except OSError as exc:
@@ -263,6 +293,9 @@ class GroupCommitter:
         for timer in (self._interval_timer, self._seal_timer):
             if timer is not None:
                 timer.cancel()
+        deadline = time.monotonic() + 10
+        while self._in_flight is not None and time.monotonic() < deadline:  # its answer may be a refusal
+            await asyncio.sleep(0.001)
         process = self._stop_syncer()
         if process is not None:
             await _exited(process)

@@ -1,10 +1,10 @@
 """The segment writer: appends landed lines to the open segment, syncs them, rotates and seals.
 
-Only the event loop calls it; group commit's fdatasync runs in the sync process, on its own
-descriptor of the open segment, and reports back through `mark_synced` / `mark_failed`, which
-take the segment the sync was for: a reply about a segment sealed or cut back since changes
-nothing. Offsets are counted over all segments: `written` is where the last write ended,
-`synced` how much of that is durable.
+Only the event loop calls it; group commit's fdatasync runs in the sync process, on a
+descriptor of the open segment of its own (`sync_fd`), and reports back through `mark_synced` /
+`mark_failed`, which take the segment the sync was for and change nothing once that segment is
+sealed or cut back (the committer decides what a late failure means). Offsets are counted over
+all segments: `written` is where the last write ended, `synced` how much of that is durable.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ from amp_personalize.landing.segments import (
 @dataclass
 class _Segment:
     fd: int
+    # A second open file description of the same file, for the sync process. Opened before any
+    # write, so a writeback error reaches both: Linux reports one to every description opened
+    # before it, once each. Sharing `fd` instead would let the sync process's fdatasync take the
+    # error and a later seal's fsync of `fd` return success.
+    sync_fd: int
     path: Path
     window_start_ms: int
     opened_monotonic: float
@@ -157,8 +162,14 @@ class SegmentWriter:
             except BaseException:
                 os.close(fd)
                 raise
-            fsync_dir(directory)
-            return _Segment(fd, path, window_start_ms, time.monotonic(), base=self.written)
+            segment = _Segment(fd, -1, path, window_start_ms, time.monotonic(), base=self.written)
+            try:
+                segment.sync_fd = os.open(path, os.O_WRONLY)
+                fsync_dir(directory)
+            except BaseException:
+                _close(segment)
+                raise
+            return segment
 
     # -- sealing ----------------------------------------------------------------------------
 
@@ -194,7 +205,7 @@ class SegmentWriter:
             raise
         self._segment = None
         self.synced = self.written
-        os.close(segment.fd)
+        _close(segment)
         return result
 
     def abandon(self, failed_only: bool = False) -> bool:
@@ -224,7 +235,13 @@ class SegmentWriter:
         except OSError:
             pass
         finally:
-            os.close(segment.fd)
+            _close(segment)
 
     def close(self) -> None:
         self.seal()
+
+
+def _close(segment: _Segment) -> None:
+    os.close(segment.fd)
+    if segment.sync_fd >= 0:
+        os.close(segment.sync_fd)

@@ -11,6 +11,7 @@ import orjson
 
 from amp_personalize.landing.commit import (
     SYNCER_COMMAND,
+    SYNCER_RETRY_SECONDS,
     GroupCommitter,
     LandingUnavailable,
 )
@@ -76,14 +77,15 @@ def test_rotating_while_lines_wait_for_their_sync_loses_none(tmp_path):
     assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(40) for k in range(5))
 
 
-def _syncer_failing(nth: int) -> list[str]:
-    """The real sync process, with its nth fdatasync failing with EIO as a dying disk's would."""
+def _syncer_failing(nth: int, after_seconds: float = 0.0) -> list[str]:
+    """The real sync process, its nth fdatasync failing with EIO (after a while) as a dying disk's would."""
     code = (
-        "import errno, os, runpy, sys\n"
+        "import errno, os, runpy, sys, time\n"
         "real, calls = os.fdatasync, []\n"
         "def fdatasync(fd):\n"
         "    calls.append(fd)\n"
         f"    if len(calls) == {nth}:\n"
+        f"        time.sleep({after_seconds})\n"
         "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
         "    real(fd)\n"
         "os.fdatasync = fdatasync\n"
@@ -122,6 +124,7 @@ def test_when_the_sync_process_dies_no_request_is_refused_and_syncing_goes_on(tm
     async def run():
         committer.start()
         await asyncio.gather(*(client(c, 0) for c in range(20)))
+        await asyncio.sleep(SYNCER_RETRY_SECONDS)  # one that had been running is replaced at once
         [first] = sync_processes(os.getpid())
         os.kill(first, signal.SIGKILL)
         assert gone(first)
@@ -136,6 +139,51 @@ def test_when_the_sync_process_dies_no_request_is_refused_and_syncing_goes_on(tm
     assert "the sync process exited" in caplog.text
     assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(20) for k in range(15))
     assert gone(second) and not sync_processes(os.getpid()), "stop() left a sync process behind"
+
+
+def test_a_sync_failing_after_its_segment_was_sealed_still_refuses_what_it_covered(tmp_path):
+    # The seal's own fsync succeeds here (the failure is simulated in the sync process only), so
+    # only waiting for the in-flight sync's answer keeps "a" from being acknowledged.
+    committer = _committer(tmp_path, syncer_command=_syncer_failing(1, after_seconds=0.3), max_bytes=60)
+
+    async def run():
+        committer.start()
+        first = asyncio.ensure_future(committer.commit([_line("a")]))
+        await asyncio.sleep(0.05)  # its sync is in flight, and will fail
+        await committer.commit([_line("b")])  # rotates: sealing fsyncs the segment holding "a"
+        [a] = await asyncio.gather(first, return_exceptions=True)
+        await committer.stop()
+        return a
+
+    assert isinstance(asyncio.run(run()), LandingUnavailable)
+
+
+def test_stop_waits_for_the_sync_in_flight_and_refuses_what_it_failed(tmp_path):
+    committer = _committer(tmp_path, syncer_command=_syncer_failing(1, after_seconds=0.3))
+
+    async def run():
+        committer.start()
+        first = asyncio.ensure_future(committer.commit([_line("a")]))
+        await asyncio.sleep(0.05)
+        await committer.stop()
+        return (await asyncio.gather(first, return_exceptions=True))[0]
+
+    assert isinstance(asyncio.run(run()), LandingUnavailable)
+    assert _landed_ids(tmp_path) == []
+
+
+def test_a_sync_process_that_cannot_run_is_not_started_again_for_every_sync(tmp_path, caplog):
+    committer = _committer(tmp_path, syncer_command=[sys.executable, "-c", "raise SystemExit(3)"])
+
+    async def run():
+        committer.start()
+        for i in range(50):
+            await committer.commit([_line(f"x{i}")])  # each acknowledged: the loop syncs them itself
+        await committer.stop()
+
+    asyncio.run(run())
+    assert caplog.text.count("the sync process exited") <= 2
+    assert sorted(_landed_ids(tmp_path)) == sorted(f"x{i}" for i in range(50))
 
 
 def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_waiting(tmp_path):
