@@ -131,9 +131,13 @@ class GroupCommitter:
             self.on_commit(requests, events, seconds)
         if error is None:
             return
+        held = deque()  # synced by a seal, waiting for the answer of the sync in flight: not failed here
+        while unsynced and unsynced[0][0] <= self.writer.synced:
+            held.append(unsynced.popleft())
         failed = [future for _, futures, _ in unsynced for future in futures] + list(more)
         unsynced.clear()
-        self._unsynced_events = 0
+        unsynced.extend(held)
+        self._unsynced_events = sum(n for _, _, n in held)
         for future in failed:
             if not future.done():
                 future.set_exception(error)
@@ -189,8 +193,10 @@ class GroupCommitter:
             error = OSError(code, os.strerror(code))
             if self.writer.mark_failed(segment):
                 self._sync_failed(error)
-            else:  # sealed since (or cut back): refuse what this sync covered, answer the rest
+            elif segment.sealed:  # refuse what this sync covered (the next segment's offsets start past it)
                 self._refuse_through(offset, _unavailable("sync", error, self._unsynced_events))
+            else:  # cut back: its requests were refused then, and its offsets may be the next segment's now
+                self._settle(None)
         self._forget_closed_segment()
         self._sync_soon()
 
@@ -209,11 +215,8 @@ class GroupCommitter:
             self._settle(_unavailable("sync", exc, self._unsynced_events))
 
     def _forget_closed_segment(self) -> None:
-        """Have the sync process close its descriptor of a segment that is sealed or cut back.
-
-        It holds the segment's lock too, which would make a recovery pass take a segment left
-        `.open` by a failure for one still being written.
-        """
+        """Have the sync process close its descriptor of a segment that is sealed or cut back,
+        rather than keep the file open until the next segment's first sync."""
         if self._sent_segment is not None and self._sent_segment is not self.writer.segment and self._in_flight is None:
             self._sent_segment = None
             try:

@@ -43,6 +43,7 @@ class _Segment:
     base: int  # `written` when the segment was opened: file offset = global offset - base
     size: int = 0
     failed: bool = False  # an fdatasync failed: later ones may lie (the kernel drops dirty pages)
+    sealed: bool = False  # sealed whole, as opposed to cut back after a failure
 
 
 class SegmentWriter:
@@ -205,6 +206,7 @@ class SegmentWriter:
             raise
         self._segment = None
         self.synced = self.written
+        segment.sealed = True
         _close(segment)
         return result
 

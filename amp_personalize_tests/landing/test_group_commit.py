@@ -1,6 +1,7 @@
 """Concurrent requests share an fsync, and a 2xx is only ever sent for what is on disk."""
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -9,6 +10,7 @@ import time
 import httpx
 import orjson
 
+from amp_personalize.landing import writer as writer_module
 from amp_personalize.landing.commit import (
     SYNCER_COMMAND,
     SYNCER_RETRY_SECONDS,
@@ -77,13 +79,15 @@ def test_rotating_while_lines_wait_for_their_sync_loses_none(tmp_path):
     assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(40) for k in range(5))
 
 
-def _syncer_failing(nth: int, after_seconds: float = 0.0) -> list[str]:
-    """The real sync process, its nth fdatasync failing with EIO (after a while) as a dying disk's would."""
+def _syncer_failing(nth: int, after_seconds: float = 0.0, slow_seconds: float = 0.0) -> list[str]:
+    """The real sync process, its nth fdatasync failing with EIO (after a while) as a dying disk's
+    would; nth=0 fails none. Every fdatasync can be made slow too."""
     code = (
         "import errno, os, runpy, sys, time\n"
         "real, calls = os.fdatasync, []\n"
         "def fdatasync(fd):\n"
         "    calls.append(fd)\n"
+        f"    time.sleep({slow_seconds})\n"
         f"    if len(calls) == {nth}:\n"
         f"        time.sleep({after_seconds})\n"
         "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
@@ -156,6 +160,60 @@ def test_a_sync_failing_after_its_segment_was_sealed_still_refuses_what_it_cover
         return a
 
     assert isinstance(asyncio.run(run()), LandingUnavailable)
+
+
+def _failing_write_once():
+    real, calls = os.write, []
+
+    def write(fd, data):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, data)
+
+    return write
+
+
+def test_a_late_failure_of_a_cut_back_segment_refuses_nothing_of_the_next(tmp_path, monkeypatch):
+    # The cut back refuses "b" (and "a", whose sync is in flight) and reuses their offsets for the
+    # next segment; the failing sync's late answer must not refuse "c", which lands there.
+    committer = _committer(tmp_path, syncer_command=_syncer_failing(1, after_seconds=0.5))
+
+    async def run():
+        committer.start()
+        a = asyncio.ensure_future(committer.commit([_line("a")]))
+        await asyncio.sleep(0.1)
+        with monkeypatch.context() as m:
+            m.setattr(writer_module.os, "write", _failing_write_once())
+            b = await asyncio.gather(committer.commit([_line("b")]), return_exceptions=True)
+        c = await asyncio.gather(committer.commit([_line("c")]), return_exceptions=True)
+        await committer.stop()
+        return [*(await asyncio.gather(a, return_exceptions=True)), *b, *c]
+
+    a, b, c = asyncio.run(run())
+    assert isinstance(a, LandingUnavailable) and isinstance(b, LandingUnavailable)
+    assert c is None
+    assert _landed_ids(tmp_path) == ["c"]
+
+
+def test_a_failure_after_a_seal_refuses_nothing_the_seal_made_durable(tmp_path, monkeypatch):
+    # "a"'s (slow, successful) sync is in flight when a rotation seals its segment, then the write
+    # of "b" to the next segment fails: "b" is refused, "a" is acknowledged and landed.
+    committer = _committer(tmp_path, syncer_command=_syncer_failing(0, after_seconds=0.0, slow_seconds=0.5), max_bytes=60)
+
+    async def run():
+        committer.start()
+        a = asyncio.ensure_future(committer.commit([_line("a")]))
+        await asyncio.sleep(0.1)
+        with monkeypatch.context() as m:
+            m.setattr(writer_module.os, "write", _failing_write_once())
+            b = await asyncio.gather(committer.commit([_line("b" * 30)]), return_exceptions=True)
+        await committer.stop()
+        return [*(await asyncio.gather(a, return_exceptions=True)), *b]
+
+    a, b = asyncio.run(run())
+    assert a is None and isinstance(b, LandingUnavailable)
+    assert _landed_ids(tmp_path) == ["a"]
 
 
 def test_stop_waits_for_the_sync_in_flight_and_refuses_what_it_failed(tmp_path):
