@@ -174,21 +174,28 @@ def _failing_write_once():
     return write
 
 
+async def _a_in_flight_then_a_failed_write(committer, monkeypatch, line: bytes):
+    """Start, commit "a", and while its sync is in flight commit `line` with the write failing:
+    "a"'s future and what `line`'s commit came to."""
+    committer.start()
+    a = asyncio.ensure_future(committer.commit([_line("a")]))
+    await asyncio.sleep(0.1)
+    with monkeypatch.context() as m:
+        m.setattr(writer_module.os, "write", _failing_write_once())
+        [b] = await asyncio.gather(committer.commit([line]), return_exceptions=True)
+    return a, b
+
+
 def test_a_late_failure_of_a_cut_back_segment_refuses_nothing_of_the_next(tmp_path, monkeypatch):
     # The cut back refuses "b" (and "a", whose sync is in flight) and reuses their offsets for the
     # next segment; the failing sync's late answer must not refuse "c", which lands there.
     committer = _committer(tmp_path, syncer_command=_syncer_failing(1, after_seconds=0.5))
 
     async def run():
-        committer.start()
-        a = asyncio.ensure_future(committer.commit([_line("a")]))
-        await asyncio.sleep(0.1)
-        with monkeypatch.context() as m:
-            m.setattr(writer_module.os, "write", _failing_write_once())
-            b = await asyncio.gather(committer.commit([_line("b")]), return_exceptions=True)
+        a, b = await _a_in_flight_then_a_failed_write(committer, monkeypatch, _line("b"))
         c = await asyncio.gather(committer.commit([_line("c")]), return_exceptions=True)
         await committer.stop()
-        return [*(await asyncio.gather(a, return_exceptions=True)), *b, *c]
+        return [*(await asyncio.gather(a, return_exceptions=True)), b, *c]
 
     a, b, c = asyncio.run(run())
     assert isinstance(a, LandingUnavailable) and isinstance(b, LandingUnavailable)
@@ -202,14 +209,9 @@ def test_a_failure_after_a_seal_refuses_nothing_the_seal_made_durable(tmp_path, 
     committer = _committer(tmp_path, syncer_command=_syncer_failing(0, after_seconds=0.0, slow_seconds=0.5), max_bytes=60)
 
     async def run():
-        committer.start()
-        a = asyncio.ensure_future(committer.commit([_line("a")]))
-        await asyncio.sleep(0.1)
-        with monkeypatch.context() as m:
-            m.setattr(writer_module.os, "write", _failing_write_once())
-            b = await asyncio.gather(committer.commit([_line("b" * 30)]), return_exceptions=True)
+        a, b = await _a_in_flight_then_a_failed_write(committer, monkeypatch, _line("b" * 30))
         await committer.stop()
-        return [*(await asyncio.gather(a, return_exceptions=True)), *b]
+        return [*(await asyncio.gather(a, return_exceptions=True)), b]
 
     a, b = asyncio.run(run())
     assert a is None and isinstance(b, LandingUnavailable)
