@@ -17,6 +17,7 @@ import orjson
 import pytest
 import uvicorn
 
+from amp_personalize.landing.commit import SYNCER_COMMAND
 from amp_personalize.landing.segments import OPEN_SUFFIX, SEALED_SUFFIX
 from amp_personalize.receiver import create_app
 from amp_personalize.settings import Settings
@@ -36,7 +37,7 @@ def sync_processes(pid: int) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
-                if b"amp_personalize/landing/syncer.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if SYNCER_COMMAND[-1].encode() in Path(f"/proc/{child}/cmdline").read_bytes():
                     found.add(int(child))
             except FileNotFoundError:
                 pass

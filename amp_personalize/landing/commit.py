@@ -115,32 +115,34 @@ class GroupCommitter:
         What a sync still in flight covers waits for its answer even when a seal of that segment
         has synced it since: should the sync fail, those requests are refused, not acknowledged.
         """
-        synced, unsynced = self.writer.synced, self._unsynced
+        synced = self.writer.synced
         if self._in_flight is not None and self._in_flight[0] is not self.writer.segment:
             synced = min(synced, self._in_flight[2])
-        requests = events = 0
-        while unsynced and unsynced[0][0] <= synced:
-            _, futures, n = unsynced.popleft()
-            requests += len(futures)
-            events += n
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
-        self._unsynced_events -= events
-        if requests and self.on_commit is not None:
-            self.on_commit(requests, events, seconds)
+        futures, events = self._take_through(synced)
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+        if futures and self.on_commit is not None:
+            self.on_commit(len(futures), events, seconds)
         if error is None:
             return
-        held = deque()  # synced by a seal, waiting for the answer of the sync in flight: not failed here
-        while unsynced and unsynced[0][0] <= self.writer.synced:
-            held.append(unsynced.popleft())
-        failed = [future for _, futures, _ in unsynced for future in futures] + list(more)
-        unsynced.clear()
-        unsynced.extend(held)
-        self._unsynced_events = sum(n for _, _, n in held)
-        for future in failed:
-            if not future.done():
-                future.set_exception(error)
+        # Groups past what is synced fail; ones a seal synced wait for the answer of the sync in flight.
+        failed, unsynced = list(more), self._unsynced
+        while unsynced and unsynced[-1][0] > self.writer.synced:
+            _, group, n = unsynced.pop()
+            failed += group
+            self._unsynced_events -= n
+        _fail(failed, error)
+
+    def _take_through(self, offset: int) -> tuple[list[asyncio.Future], int]:
+        """Remove the groups whose lines end at or below `offset`: their futures and events."""
+        futures, events, unsynced = [], 0, self._unsynced
+        while unsynced and unsynced[0][0] <= offset:
+            _, group, n = unsynced.popleft()
+            futures += group
+            events += n
+        self._unsynced_events -= events
+        return futures, events
 
     # -- syncing ----------------------------------------------------------------------------
 
@@ -201,13 +203,7 @@ class GroupCommitter:
         self._sync_soon()
 
     def _refuse_through(self, offset: int, error: Exception) -> None:
-        unsynced = self._unsynced
-        while unsynced and unsynced[0][0] <= offset:
-            _, futures, n = unsynced.popleft()
-            self._unsynced_events -= n
-            for future in futures:
-                if not future.done():
-                    future.set_exception(error)
+        _fail(self._take_through(offset)[0], error)
         self._settle(None)
 
     def _sync_failed(self, exc: Exception) -> None:
@@ -309,6 +305,12 @@ class GroupCommitter:
             self._settle(_unavailable("seal", exc, self._unsynced_events))
         else:
             self._settle(None)
+
+
+def _fail(futures: list[asyncio.Future], error: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 async def _exited(process: subprocess.Popen, timeout: float = 10.0) -> None:
