@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -143,6 +144,28 @@ def test_when_the_sync_process_dies_no_request_is_refused_and_syncing_goes_on(tm
     assert "the sync process exited" in caplog.text
     assert sorted(_landed_ids(tmp_path)) == sorted(f"c{c}-{k}" for c in range(20) for k in range(15))
     assert gone(second) and not sync_processes(os.getpid()), "stop() left a sync process behind"
+
+
+def test_the_sync_process_syncs_an_open_file_description_of_its_own(tmp_path):
+    """Linux reports a writeback error once per open file description: had the sync process
+    shared the loop's, an EIO its fdatasync took would hide from the seal's later fsync."""
+    committer = _committer(tmp_path)
+
+    def position(fdinfo: Path) -> int:
+        return int(fdinfo.read_text().split("pos:")[1].split()[0])
+
+    async def run():
+        committer.start()
+        await committer.commit([_line("a")])
+        [pid] = sync_processes(os.getpid())
+        segment = committer.writer.segment
+        [theirs] = [fd for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd) == str(segment.path)]
+        positions = position(Path(f"/proc/{pid}/fdinfo/{theirs.name}")), position(Path(f"/proc/self/fdinfo/{segment.fd}"))
+        await committer.stop()
+        return positions
+
+    theirs, ours = asyncio.run(run())
+    assert ours > 0 and theirs == 0, "the sync process holds the loop's own description (it shares its file position)"
 
 
 def test_a_sync_failing_after_its_segment_was_sealed_still_refuses_what_it_covered(tmp_path):
