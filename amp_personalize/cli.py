@@ -142,14 +142,15 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
 
 @main.command()
 @click.option("--all-windows", is_flag=True, help="Also seal and process the window still open (demos, tests).")
-def process(all_windows: bool) -> None:
+@click.option("--rebuild", is_flag=True, help="Build every window again, not only new ones (after editing the weight file).")
+def process(all_windows: bool, rebuild: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
     from amp_personalize.process import dagster_instance, process_once
 
     with dagster_instance(settings) as instance:
-        report = process_once(settings, all_windows, instance)
+        report = process_once(settings, all_windows, instance, rebuild=rebuild)
         runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
             name: _failed_run(instance, "refresh_user_item_scores")
             if name == "user_item_scores"

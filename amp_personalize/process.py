@@ -81,7 +81,11 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     return cached.success, trained_meta
 
 
-def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInstance) -> ProcessReport:
+def process_once(
+    settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False
+) -> ProcessReport:
+    """`rebuild` builds every ready window again, not only those due: how a changed weight file
+    reaches windows already built (each build is idempotent, so only `event_value` changes)."""
     from amp_personalize.definitions import defs
 
     report = ProcessReport()
@@ -93,7 +97,7 @@ def process_once(settings: Settings, all_windows: bool, instance: dg.DagsterInst
     done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
     # Never built, or built again idempotently (see is_due): e.g. processed while still open with
     # --all-windows and sealed more events afterwards, or a file deleted from the lake by hand.
-    due = [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
+    due = plan.ready if rebuild else [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
     for window in due:

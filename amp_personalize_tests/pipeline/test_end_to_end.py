@@ -89,3 +89,45 @@ def test_process_builds_a_window_again_when_it_gained_a_segment_after_its_last_b
     assert f"processed 1 window(s): {window}" in process()
     assert interactions() == ["e1", "e2"]
     assert "processed 0 window(s)" in process()
+
+
+def test_process_rebuild_applies_an_edited_weight_file_to_windows_already_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    lake = tmp_path / "data" / "lake"
+    now = int(time.time() * 1000)
+    windows = [window_key(window_of(now - hours * 3_600_000, 60)) for hours in (5, 3)]  # closed and settled
+    for i, window in enumerate(windows):
+        events = [
+            {"event_type": "click", "user_id": "u1", "uuid": f"c{i}", "event_properties": {"item_id": "d1"}},
+            {"event_type": "share", "user_id": "u1", "uuid": f"s{i}", "event_properties": {"item_id": "d2"}},
+        ]
+        write_segment(tmp_path / "data", window, events, name=f"000000000000{i}-r1-000001")
+
+    def process(*args: str) -> str:
+        result = CliRunner().invoke(main, ["process", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def values() -> dict[str, float]:
+        with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+            return dict(con.sql("select event_id, event_value from interactions").fetchall())
+
+    assert f"processed 2 window(s): {', '.join(windows)}" in process()
+    assert values() == {"c0": 1.0, "s0": 2.0, "c1": 1.0, "s1": 2.0}
+    raw_before = [partition_path(lake, "raw_events", w).read_bytes() for w in windows]
+
+    weights = tmp_path / "weights.json"
+    weights.write_text(
+        '{"weights": {"click": 1.25, "share": 2.0, "initial_impression": 0.3}, "impression_types": ["initial_impression"]}'
+    )
+    monkeypatch.setenv("AMP_WEIGHTS_FILE", str(weights))
+    assert "processed 0 window(s)" in process()  # an edited weight file alone builds nothing again
+    assert values()["c0"] == 1.0
+    output = process("--rebuild")
+    assert f"processed 2 window(s): {', '.join(windows)}" in output and "refreshed user_item_scores" in output
+    assert values() == {"c0": 1.25, "s0": 2.0, "c1": 1.25, "s1": 2.0}
+    assert [partition_path(lake, "raw_events", w).read_bytes() for w in windows] == raw_before
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select net_weight from user_item_scores where item_id = 'd1'").fetchall() == [(2.5,)]
