@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import polars as pl
 
+from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.jobs import JobFailed
@@ -65,7 +66,7 @@ def metrics_table(metrics: dict) -> dg.MetadataValue:
 
 
 @dg.asset(
-    deps=["interactions", "impressions"],
+    deps=[reads_every_window("interactions"), reads_every_window("impressions")],
     check_specs=[
         dg.AssetCheckSpec("enough_training_data", asset="recommender_model", blocking=True,
                           description="Enough history before training starts: the local backend wants 10 interactions, 2 users and 2 items; "

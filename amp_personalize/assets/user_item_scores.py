@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import USER_ITEM_SCORES
 from amp_personalize.lake.parquet import scan_table
@@ -13,7 +14,7 @@ from amp_personalize.transforms.scores import user_item_scores as build_scores
 
 
 @dg.asset(
-    deps=["interactions"],
+    deps=[reads_every_window("interactions")],
     check_specs=check_specs("user_item_scores", USER_ITEM_SCORES),
     group_name="events",
     kinds={"polars", "parquet"},
