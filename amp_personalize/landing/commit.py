@@ -187,18 +187,21 @@ class GroupCommitter:
             return self._syncer_lost()
         (segment, offset, _), self._in_flight = self._in_flight, None
         status, _, detail = reply.partition(b" ")
-        if status == b"ok":
-            self.writer.mark_synced(segment, offset)
-            self._settle(None, seconds=float(detail))
-        else:
-            code = int(detail)
-            error = OSError(code, os.strerror(code))
+        try:
+            if status != b"ok":
+                code = int(detail)
+                raise OSError(code, os.strerror(code))
+            self.writer.check_linked(segment)
+        except OSError as error:
             if self.writer.mark_failed(segment):
                 self._sync_failed(error)
             elif segment.sealed:  # refuse what this sync covered (the next segment's offsets start past it)
                 self._refuse_through(offset, _unavailable("sync", error, self._unsynced_events))
             else:  # cut back: its requests were refused then, and its offsets may be the next segment's now
                 self._settle(None)
+        else:
+            self.writer.mark_synced(segment, offset)
+            self._settle(None, seconds=float(detail))
         self._forget_closed_segment()
         self._sync_soon()
 

@@ -9,6 +9,7 @@ all segments: `written` is where the last write ended, `synced` how much of that
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -107,10 +108,17 @@ class SegmentWriter:
             return
         try:
             os.fdatasync(segment.fd)
+            self.check_linked(segment)
         except OSError:
             segment.failed = True
             raise
         self.synced = target
+
+    def check_linked(self, segment: _Segment) -> None:
+        """OSError if the open segment's file has been deleted (say, its directory): an fdatasync
+        of it then succeeds, but what it holds is gone with the last descriptor. One fstat per sync."""
+        if segment is self._segment and os.fstat(segment.fd).st_nlink == 0:
+            raise OSError(errno.ENOENT, f"{segment.path.name} was deleted while open")
 
     def mark_synced(self, segment: _Segment, offset: int) -> None:
         """A sync of `segment` that began when `written` was `offset` succeeded elsewhere."""

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 import os
+import shutil
 import signal
 import sys
 import time
@@ -46,6 +47,19 @@ def test_concurrent_requests_share_fsyncs(receiver, settings):
     commits = _metric(text, "amp_commit_seconds_count")
     assert _metric(text, "amp_commit_group_requests_sum") == n
     assert commits < n, f"{commits} fsync groups for {n} concurrent requests: no group commit"
+
+
+def test_a_landing_directory_deleted_under_the_receiver_is_refused_not_acknowledged(receiver, settings):
+    """fdatasync of a deleted file succeeds; a 2xx for it would be for lines that are nowhere."""
+    click = lambda i: {"event_type": "click", "user_id": "u1", "uuid": f"e{i}"}  # noqa: E731
+    assert receiver.post(click(1)).status_code == 200
+    shutil.rmtree(settings.landing_dir)
+    refused = receiver.post(click(2))
+    assert refused.status_code == 503
+    assert "was deleted while open" in refused.json()["error"]
+    assert receiver.post(click(3)).status_code == 200  # a new segment, in the directory made again
+    assert receiver.post(click(2)).status_code == 200  # the client's retry
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == ["e2", "e3"]
 
 
 def _committer(tmp_path, syncer_command=SYNCER_COMMAND, **writer_args):
