@@ -1,6 +1,7 @@
 """The official amplitude-analytics SDK, pointed at us with server_url, gets its events landed."""
 
 import threading
+import time
 
 import pytest
 from amplitude import Amplitude, BaseEvent, Config
@@ -47,7 +48,12 @@ def test_sdk_delivers_every_event_through_a_retry(settings):
             props = {"items_shown": [f"doc_{i}", f"doc_{i + 1}"]} if i % 3 == 0 else {"item_id": f"doc_{i}"}
             kind = "initial_impression" if i % 3 == 0 else ("click" if i % 3 == 1 else "page_view")
             client.track(BaseEvent(event_type=kind, user_id=f"user-{i % 17:03d}", insert_id=f"ins-{i:04d}", event_properties=props))
-        client.flush()
+        # The SDK holds the batch the 500 refused for its retry delay: flush until every callback
+        # came back (shutdown alone may stop its workers first, and the retry never goes out).
+        deadline = time.monotonic() + 30
+        while len(results) < n and time.monotonic() < deadline:
+            client.flush()
+            time.sleep(0.05)
         client.shutdown()
 
     assert app.failed == 1 and app.posts >= 4, "the injected 500 was never hit"
