@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SEALED_SUFFIX = ".ndjson"
@@ -124,6 +124,7 @@ def seal_locked(fd: int, path: Path, quarantine_dir: Path) -> SealResult:
 class RecoveryReport:
     sealed: list[Path]
     torn_lines: int
+    left_open: list[tuple[Path, str]] = field(default_factory=list)  # could not be sealed: why
 
 
 def recover(landing_dir: Path, quarantine_dir: Path, window: str | None = None) -> RecoveryReport:
@@ -132,9 +133,19 @@ def recover(landing_dir: Path, quarantine_dir: Path, window: str | None = None) 
     if not landing_dir.exists():
         return report
     for leftover in landing_dir.glob(f"{window or '*'}/*{CREATING_SUFFIX}"):
-        _with_lock(leftover, lambda fd, p: (p.unlink(), None))
+        try:
+            _with_lock(leftover, lambda fd, p: (p.unlink(), None))
+        except OSError:
+            pass  # an empty file that never held a line: the next pass removes it
     for path in open_segments(landing_dir, window):
-        result = _with_lock(path, lambda fd, p: seal_locked(fd, p, quarantine_dir))
+        try:
+            result = _with_lock(path, lambda fd, p: seal_locked(fd, p, quarantine_dir))
+        except OSError as exc:
+            # A full disk (no room to quarantine a torn tail) or a read-only file system. The
+            # segment is left as it was, and whoever calls recovery next seals it: a receiver
+            # must still start, and answer 503 for what it cannot land.
+            report.left_open.append((path, exc.strerror or str(exc)))
+            continue
         if result is None:
             continue
         report.torn_lines += 1 if result.torn_bytes else 0

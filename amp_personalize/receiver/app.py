@@ -84,6 +84,8 @@ def create_app(
         report = recover(settings.landing_dir, settings.quarantine_dir)
         if report.sealed or report.torn_lines:
             log.warning("recovered %d open segments, quarantined %d torn lines", len(report.sealed), report.torn_lines)
+        for path, why in report.left_open:
+            log.error("could not seal %s left open by a crash (%s); the next recovery will", path, why)
         metrics.segments_recovered += len(report.sealed)
         metrics.torn_lines += report.torn_lines
         # Everything loaded so far lives for the whole process: keep the collector off it, and

@@ -73,9 +73,14 @@ def plan_windows(
         if now_ms < settled and not include_open:
             plan.waiting.append((window, f"window {window} closed; grace period until {_iso(settled)}"))
             break
+        left_open = []
         if open_segments(landing_dir, window):
-            recover(landing_dir, quarantine_dir, window)  # seals only what no live receiver holds
+            left_open = recover(landing_dir, quarantine_dir, window).left_open  # seals only what no live receiver holds
         still_open = open_segments(landing_dir, window)
+        if left_open:
+            path, why = left_open[0]
+            plan.waiting.append((window, f"window {window}: recovery could not seal {path.name} ({why})"))
+            break
         if still_open:
             plan.waiting.append((window, f"window {window} has {len(still_open)} segment(s) still being written"))
             break

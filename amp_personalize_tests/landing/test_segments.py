@@ -3,6 +3,7 @@
 import fcntl
 import os
 import time
+from dataclasses import replace
 
 import orjson
 
@@ -13,6 +14,9 @@ from amp_personalize.landing.segments import (
     sealed_segments,
 )
 from amp_personalize.landing.writer import SegmentWriter
+from amp_personalize.receiver import create_app
+from amp_personalize.settings import Settings
+from amp_personalize_tests.conftest import LiveReceiver, landed_lines
 
 HOUR_MS = 3_600_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # a window start
@@ -90,6 +94,24 @@ def test_recovery_seals_and_quarantines_a_torn_last_line(tmp_path):
     assert read_ids([sealed]) == ["a", "b"]
     [torn] = (tmp_path / "quarantine").glob("*/*.torn")
     assert torn.read_bytes() == b'{"event_id":"c","ty\n'
+
+
+def test_a_receiver_starts_when_recovery_cannot_seal_what_a_crash_left_open(tmp_path, caplog):
+    """No room for the torn tail (here: the quarantine path is a file; a full disk or a read-only
+    file system is the same to recovery): the segment stays as it was, and the receiver serves."""
+    content = b'{"event_id":"a"}\n{"event_id":"c","ty'
+    segment = _crashed_segment(tmp_path / "data", content)
+    (tmp_path / "data" / "quarantine").write_bytes(b"")
+    settings = replace(Settings.from_env({}), data_dir=tmp_path / "data")
+    with LiveReceiver(create_app(settings)) as live:
+        assert live.post({"event_type": "click", "user_id": "u1", "uuid": "new"}).status_code == 200
+    assert f"could not seal {segment}" in caplog.text
+    assert segment.read_bytes() == content  # untouched, for the next recovery
+
+    (tmp_path / "data" / "quarantine").unlink()
+    report = recover(settings.landing_dir, settings.quarantine_dir)
+    assert report.torn_lines == 1 and report.left_open == []
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == ["a", "new"]
 
 
 def test_recovery_removes_segments_with_no_complete_line(tmp_path):

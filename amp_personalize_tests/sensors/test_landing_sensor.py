@@ -97,6 +97,21 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
     assert [r.partition_key for r in result.run_requests] == [later]
 
 
+def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, instance):
+    data = tmp_path / "data"
+    blocked = windows_back(3)
+    crashed = write_segment(data, blocked, [CLICK], name="0000000000005-dead-000001", sealed=False)
+    with open(crashed, "ab") as f:
+        f.write(b'{"torn')  # recovery must quarantine this tail first
+    (data / "quarantine").write_bytes(b"")  # and cannot: as with a full disk
+    result, _ = tick(data, instance)
+    assert not result.run_requests and result.cursor is None
+    assert f"recovery could not seal {crashed.name} (Not a directory)" in result.skip_reason.skip_message
+    (data / "quarantine").unlink()
+    result, _ = tick(data, instance)
+    assert [r.partition_key for r in result.run_requests] == [blocked]
+
+
 @pytest.mark.parametrize("status", [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED])
 def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path, instance, status):
     """Two windows processed side by side would each keep a retry that crossed their edge."""
