@@ -112,9 +112,10 @@ def receiver(settings: Settings):
 class ReceiverProcess:
     """`amp-personalize serve` as a separate process, for crash and resource-limit tests."""
 
-    def __init__(self, data_dir: Path, env: dict | None = None, preexec=None) -> None:
+    def __init__(self, data_dir: Path, env: dict | None = None, preexec=None, args: tuple = (), port: int | None = None) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.args = list(args)
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "AMP_DATA_DIR": str(data_dir), **(env or {})}
         self.preexec = preexec
@@ -122,7 +123,7 @@ class ReceiverProcess:
 
     def start(self) -> "ReceiverProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amp_personalize.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "amp_personalize.cli", "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -7,8 +7,13 @@ what is pending and seals the open segment.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
+import multiprocessing
+import os
+import signal
+import sys
 
 import orjson
 from starlette.applications import Starlette
@@ -28,9 +33,28 @@ from amp_personalize.settings import Settings
 
 log = logging.getLogger(__name__)
 GC_GEN0_THRESHOLD = 20_000
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WEBHOOK_PATH = "/webhooks/amplitude/"
 # Without the slash too: a POST redirected by 307 is one many senders won't follow.
 WEBHOOK_PATHS = frozenset({WEBHOOK_PATH, WEBHOOK_PATH.rstrip("/")})
+
+
+def end_with_supervisor() -> None:
+    """In a `serve --workers N` worker: be sent SIGTERM (a graceful stop) when the supervisor dies.
+
+    uvicorn's supervisor stops its workers on SIGINT and SIGTERM, but a SIGKILLed one left them
+    serving the port with nobody to restart them, and a new `serve` failed with "Address already
+    in use". A lone receiver (no multiprocessing parent) is left alone: `nohup serve &` must
+    outlive its shell.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("cannot ask to be stopped with the supervisor: %s", os.strerror(ctypes.get_errno()))
+    elif os.getppid() != parent.pid:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommitter:
@@ -81,6 +105,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        end_with_supervisor()
         report = recover(settings.landing_dir, settings.quarantine_dir)
         if report.sealed or report.torn_lines:
             log.warning("recovered %d open segments, quarantined %d torn lines", len(report.sealed), report.torn_lines)

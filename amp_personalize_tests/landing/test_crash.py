@@ -1,9 +1,12 @@
 """Crash safety with a real receiver process: SIGKILL under load, restart, nothing acknowledged lost."""
 
+import contextlib
+import os
 import resource
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -70,6 +73,37 @@ def test_sigkill_mid_load_loses_no_acknowledged_event(tmp_path):
     finally:
         second.stop()
     assert "after" in {line["event_id"] for line in landed_lines(data, include_open=False)}
+
+
+def test_serve_workers_stop_cleanly_when_their_supervisor_is_sigkilled(tmp_path):
+    """They would go on serving the port with nobody to restart them, and a new `serve` on it
+    would fail with "Address already in use"."""
+    data = tmp_path / "data"
+    first = ReceiverProcess(data, args=("--workers", "2")).start()
+    stop, acked = threading.Event(), []
+    threads = [threading.Thread(target=_load, args=(first.url, stop, acked, w)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    workers = {int(pid) for pid in Path(f"/proc/{first.proc.pid}/task/{first.proc.pid}/children").read_text().split()
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+    assert len(workers) == 2
+    first.kill()
+    try:
+        assert all(gone(pid, timeout=20) for pid in workers), "a worker outlived its supervisor"
+    finally:
+        for pid in workers:  # not to leave one serving after a failure
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) > 100, "the load never got going"
+    assert not list((data / "landing").glob("*/*.ndjson.open")), "a worker did not seal its segment"
+    assert set(acked) <= {line["event_id"] for line in landed_lines(data, include_open=False)}
+
+    second = ReceiverProcess(data, port=first.port).start()  # the port is free again
+    second.stop()
 
 
 def _small_file_limit() -> None:
