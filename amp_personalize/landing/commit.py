@@ -58,7 +58,7 @@ class GroupCommitter:
         self.writer = writer
         self.interval_seconds = interval_seconds
         self.max_events = max_events  # with an interval: sync at once when this many wait
-        self.on_commit = on_commit  # (requests, events, seconds) per sync
+        self.on_commit = on_commit  # (requests, events, seconds or None if no sync ran) per group answered
         self.syncer_command = list(syncer_command)  # the socket's descriptor is appended
         self._staged_heads: list[bytes] = []  # lines of this loop iteration, not yet written
         self._staged: list[asyncio.Future] = []
@@ -109,7 +109,7 @@ class GroupCommitter:
         if self._seal_timer is None:
             self._seal_timer = self._loop.call_later(self.writer.seconds_until_due() or 0.0, self._seal_due)
 
-    def _settle(self, error: Exception | None, more: list[asyncio.Future] = (), seconds: float = 0.0) -> None:
+    def _settle(self, error: Exception | None, more: list[asyncio.Future] = (), seconds: float | None = None) -> None:
         """Answer every group that is now synced; with an error, fail all the others (and `more`).
 
         What a sync still in flight covers waits for its answer even when a seal of that segment
@@ -260,17 +260,19 @@ class GroupCommitter:
                 self._start_again_at = time.monotonic() + SYNCER_RETRY_SECONDS
             log.error("the sync process exited (status %s); syncing on the event loop and starting another",
                       process.returncode)
+        started = time.perf_counter()
         try:
             self.writer.sync()
         except OSError as exc:
             self._sync_failed(exc)
         else:
-            self._settle(None)  # the next sync starts another process
+            self._settle(None, seconds=time.perf_counter() - started)  # the next sync starts another process
 
     # -- sealing and lifetime ---------------------------------------------------------------
 
     def _seal_due(self) -> None:
         self._seal_timer = None
+        started = time.perf_counter()
         try:
             self.writer.seal_if_due()
         except Exception as exc:
@@ -278,7 +280,7 @@ class GroupCommitter:
             log.exception("sealing a segment failed")
             self._settle(_unavailable("seal", exc, self._unsynced_events))
         else:
-            self._settle(None)  # sealing synced what was written
+            self._settle(None, seconds=time.perf_counter() - started)  # sealing synced what was written
         self._forget_closed_segment()
         due = self.writer.seconds_until_due()
         if due is not None:
@@ -301,13 +303,14 @@ class GroupCommitter:
         process = self._stop_syncer()
         if process is not None:
             await _exited(process)
+        started = time.perf_counter()
         try:
             self.writer.close()  # sealing syncs everything written, whatever was in flight
         except Exception as exc:
             log.exception("sealing the last segment failed; recovery will seal it at next start")
             self._settle(_unavailable("seal", exc, self._unsynced_events))
         else:
-            self._settle(None)
+            self._settle(None, seconds=time.perf_counter() - started)
 
 
 def _fail(futures: list[asyncio.Future], error: Exception) -> None:

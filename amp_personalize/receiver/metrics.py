@@ -50,8 +50,9 @@ class ReceiverMetrics:
         self.events_processed += processed
         self.body_bytes += body_bytes
 
-    def commit(self, requests: int, events: int, seconds: float) -> None:
-        self.commit_seconds.observe(seconds)
+    def commit(self, requests: int, events: int, seconds: float | None) -> None:
+        if seconds is not None:  # None: answered by an earlier sync or seal, timed then
+            self.commit_seconds.observe(seconds)
         self.commit_requests.observe(requests)
 
     # -- scrape time ---------------------------------------------------------------------------

@@ -285,6 +285,24 @@ def test_a_sync_process_that_cannot_run_is_not_started_again_for_every_sync(tmp_
     assert sorted(_landed_ids(tmp_path)) == sorted(f"x{i}" for i in range(50))
 
 
+def test_commit_latency_is_the_sync_that_answered_not_zero(tmp_path):
+    """amp_commit_seconds: groups the loop synced itself (no sync process) are timed too, as are
+    those a seal made durable; both were recorded as 0 s, pulling the reported latency down."""
+    recorded = []
+    committer = _committer(tmp_path, syncer_command=[sys.executable, "-c", "raise SystemExit(3)"])
+    committer.on_commit = lambda requests, events, seconds: recorded.append(seconds)
+
+    async def run():
+        committer.start()
+        for i in range(5):
+            await committer.commit([_line(f"x{i}")])
+        await committer.stop()
+
+    asyncio.run(run())
+    assert len(recorded) == 5
+    assert all(seconds > 0 for seconds in recorded), recorded
+
+
 def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_waiting(tmp_path):
     """What README's AMP_COMMIT_MAX_EVENTS row says: the count is looked at before the interval's
     sleep; events arriving during the sleep do not cut it short."""
