@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings = _settings()
     _check_weights(settings)  # fail here, not in every worker
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers > 1:  # they stop with this process however it ends (receiver.app.end_with_supervisor)
+        from amp_personalize.receiver.app import SUPERVISOR_PID_ENV
+
+        os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
     uvicorn.run(
         "amp_personalize.receiver:create_app",
         factory=True,

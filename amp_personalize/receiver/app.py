@@ -7,10 +7,8 @@ what is pending and seals the open segment.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -39,22 +37,44 @@ WEBHOOK_PATH = "/webhooks/amplitude/"
 WEBHOOK_PATHS = frozenset({WEBHOOK_PATH, WEBHOOK_PATH.rstrip("/")})
 
 
+SUPERVISOR_PID_ENV = "AMP_SERVE_SUPERVISOR_PID"  # set by `serve --workers N` for its workers, not a setting
+
+
 def end_with_supervisor() -> None:
     """In a `serve --workers N` worker: be sent SIGTERM (a graceful stop) when the supervisor dies.
 
     uvicorn's supervisor stops its workers on SIGINT and SIGTERM, but a SIGKILLed one left them
     serving the port with nobody to restart them, and a new `serve` failed with "Address already
-    in use". A lone receiver (no multiprocessing parent) is left alone: `nohup serve &` must
-    outlive its shell.
+    in use". Only `serve` asks for it (a lone receiver must outlive its shell under `nohup`), and
+    only for a direct child: Linux signals when the parent *thread* ends. Never fatal.
     """
-    parent = multiprocessing.parent_process()
-    if parent is None or not sys.platform.startswith("linux"):
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-        log.warning("cannot ask to be stopped with the supervisor: %s", os.strerror(ctypes.get_errno()))
-    elif os.getppid() != parent.pid:  # it died before we asked
-        os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        if os.getppid() != int(supervisor):
+            if not _alive(int(supervisor)):  # it died before we could ask
+                os.kill(os.getpid(), signal.SIGTERM)
+            return  # started some other way (a fork server): nothing to tie to
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        if os.getppid() != int(supervisor):  # it died between the check and the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+    except Exception as exc:
+        log.warning("this worker will not stop with its supervisor if that is killed: %s", exc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommitter:

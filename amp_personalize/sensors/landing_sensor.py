@@ -52,7 +52,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     while ready and not is_due(settings.landing_dir, settings.lake_dir, ready[0], built):
         ready.pop(0)
     if not ready:
-        why = plan.waiting[0][1] if plan.waiting else "no new landing windows"
+        why = "; ".join(reason for _, reason in plan.waiting) or "no new landing windows"
         if plan.ready:
             why = f"{len(plan.ready)} ready window(s) ({plan.ready[0]} to {plan.ready[-1]}) were built already; {why}"
         new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor

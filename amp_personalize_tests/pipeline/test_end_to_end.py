@@ -131,3 +131,19 @@ def test_process_rebuild_applies_an_edited_weight_file_to_windows_already_built(
     assert [partition_path(lake, "raw_events", w).read_bytes() for w in windows] == raw_before
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select net_weight from user_item_scores where item_id = 'd1'").fetchall() == [(2.5,)]
+
+
+def test_process_names_a_segment_recovery_cannot_seal_instead_of_waiting_for_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("AMP_SEGMENT_MAX_AGE_SECONDS", "1")
+    (tmp_path / "dagster").mkdir()
+    window = window_key(window_of(int(time.time() * 1000), 60))
+    crashed = write_segment(tmp_path / "data", window, [{"event_type": "click", "user_id": "u1", "uuid": "e1"}],
+                            name="0000000000001-dead-000001", sealed=False)
+    with open(crashed, "ab") as f:
+        f.write(b'{"torn')  # recovery must quarantine this tail first, and cannot (as on a full disk):
+    (tmp_path / "data" / "quarantine").write_bytes(b"")
+    result = CliRunner().invoke(main, ["process", "--all-windows"], catch_exceptions=False)
+    assert f"waiting: {window}/{crashed.name}: recovery could not seal it (Not a directory)" in result.output
+    assert "a receiver is writing it" not in result.output
