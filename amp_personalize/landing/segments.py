@@ -143,8 +143,13 @@ def recover(landing_dir: Path, quarantine_dir: Path, window: str | None = None) 
         except OSError as exc:
             # A full disk (no room to quarantine a torn tail) or a read-only file system. The
             # segment is left as it was, and whoever calls recovery next seals it: a receiver
-            # must still start, and answer 503 for what it cannot land.
-            report.left_open.append((path, exc.strerror or str(exc)))
+            # must still start, and answer 503 for what it cannot land. Only the directory's
+            # fsync failing comes after the rename: that one is sealed.
+            sealed = path.with_name(path.name.removesuffix(OPEN_SUFFIX) + SEALED_SUFFIX)
+            if not path.exists() and sealed.exists():
+                report.sealed.append(sealed)
+            else:
+                report.left_open.append((path, exc.strerror or str(exc)))
             continue
         if result is None:
             continue

@@ -1,5 +1,6 @@
 """Segments: rotation on size, age and window edge; sealing; recovery of what a crash left."""
 
+import errno
 import fcntl
 import os
 import time
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 import orjson
 
+from amp_personalize.landing import segments as segments_module
 from amp_personalize.landing.segments import (
     CREATING_SUFFIX,
     OPEN_SUFFIX,
@@ -112,6 +114,18 @@ def test_a_receiver_starts_when_recovery_cannot_seal_what_a_crash_left_open(tmp_
     report = recover(settings.landing_dir, settings.quarantine_dir)
     assert report.torn_lines == 1 and report.left_open == []
     assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == ["a", "new"]
+
+
+def test_a_segment_sealed_before_a_failing_directory_fsync_is_reported_sealed(tmp_path, monkeypatch):
+    _crashed_segment(tmp_path, b'{"event_id":"a"}\n')
+
+    def failing(directory):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(segments_module, "fsync_dir", failing)
+    report = recover(tmp_path / "landing", tmp_path / "quarantine")
+    assert report.left_open == []
+    assert read_ids(report.sealed) == ["a"]
 
 
 def test_recovery_removes_segments_with_no_complete_line(tmp_path):
