@@ -28,16 +28,18 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def wait_for_sealed(settings: Settings, timeout: float) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Give live receivers time to seal their open segments by age: those still open, and those
-    recovery could not seal (no waiting fixes a full disk), with why."""
+def wait_for_sealed(settings: Settings, timeout: float) -> list[Path]:
+    """Give live receivers time to seal their open segments by age; returns any still open.
+
+    Not those recovery could not seal (a full disk): no waiting fixes that, and the plan that
+    follows names them with the reason.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        left_open = recover(settings.landing_dir, settings.quarantine_dir).left_open
-        unsealable = {path for path, _ in left_open}
+        unsealable = {path for path, _ in recover(settings.landing_dir, settings.quarantine_dir).left_open}
         still_open = [p for p in open_segments(settings.landing_dir) if p not in unsealable]
         if not still_open or time.monotonic() > deadline:
-            return still_open, left_open
+            return still_open
         time.sleep(0.2)
 
 
@@ -92,9 +94,8 @@ def process_once(
 
     report = ProcessReport()
     if all_windows:
-        still_open, left_open = wait_for_sealed(settings, settings.segment_max_age_seconds + 5)
+        still_open = wait_for_sealed(settings, settings.segment_max_age_seconds + 5)
         report.waiting += [f"{p.parent.name}/{p.name} is still open (a receiver is writing it)" for p in still_open]
-        report.waiting += [f"{p.parent.name}/{p.name}: recovery could not seal it ({why})" for p, why in left_open]
     plan = plan_now(settings, include_open=all_windows)
     report.waiting += [why for _, why in plan.waiting]
     done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))

@@ -145,5 +145,6 @@ def test_process_names_a_segment_recovery_cannot_seal_instead_of_waiting_for_it(
         f.write(b'{"torn')  # recovery must quarantine this tail first, and cannot (as on a full disk):
     (tmp_path / "data" / "quarantine").write_bytes(b"")
     result = CliRunner().invoke(main, ["process", "--all-windows"], catch_exceptions=False)
-    assert f"waiting: {window}/{crashed.name}: recovery could not seal it (Not a directory)" in result.output
+    assert result.output.count("recovery could not seal") == 1, result.output
+    assert f"waiting: window {window}: recovery could not seal {crashed.name} (Not a directory)" in result.output
     assert "a receiver is writing it" not in result.output
