@@ -96,6 +96,11 @@ def _last_newline_end(fd: int, size: int) -> int:
     return 0
 
 
+def sealed_path(path: Path) -> Path:
+    """An open segment's name once sealed."""
+    return path.with_name(path.name.removesuffix(OPEN_SUFFIX) + SEALED_SUFFIX)
+
+
 def seal_locked(fd: int, path: Path, quarantine_dir: Path) -> SealResult:
     """Seal an open segment whose lock the caller holds: quarantine a torn tail, then rename.
 
@@ -114,7 +119,7 @@ def seal_locked(fd: int, path: Path, quarantine_dir: Path) -> SealResult:
         path.unlink()
         fsync_dir(path.parent)
         return SealResult(None, torn)
-    sealed = path.with_name(path.name.removesuffix(OPEN_SUFFIX) + SEALED_SUFFIX)
+    sealed = sealed_path(path)
     os.rename(path, sealed)
     fsync_dir(path.parent)
     return SealResult(sealed, torn)
@@ -145,7 +150,7 @@ def recover(landing_dir: Path, quarantine_dir: Path, window: str | None = None) 
             # segment is left as it was, and whoever calls recovery next seals it: a receiver
             # must still start, and answer 503 for what it cannot land. Only the directory's
             # fsync failing comes after the rename: that one is sealed.
-            sealed = path.with_name(path.name.removesuffix(OPEN_SUFFIX) + SEALED_SUFFIX)
+            sealed = sealed_path(path)
             if not path.exists() and sealed.exists():
                 report.sealed.append(sealed)
             else:
