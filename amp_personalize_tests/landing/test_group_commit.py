@@ -62,6 +62,9 @@ def test_a_landing_directory_deleted_under_the_receiver_is_refused_not_acknowled
     assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == ["e2", "e3"]
 
 
+SYNCER_THAT_CANNOT_RUN = [sys.executable, "-c", "raise SystemExit(3)"]
+
+
 def _committer(tmp_path, syncer_command=SYNCER_COMMAND, **writer_args):
     args = dict(window_minutes=60, max_bytes=1 << 20, max_age_seconds=60)
     args.update(writer_args)
@@ -270,7 +273,7 @@ def test_stop_waits_for_the_sync_in_flight_and_refuses_what_it_failed(tmp_path):
 
 
 def test_a_sync_process_that_cannot_run_is_not_started_again_for_every_sync(tmp_path, caplog):
-    committer = _committer(tmp_path, syncer_command=[sys.executable, "-c", "raise SystemExit(3)"])
+    committer = _committer(tmp_path, syncer_command=SYNCER_THAT_CANNOT_RUN)
 
     async def run():
         committer.start()
@@ -289,7 +292,7 @@ def test_commit_latency_is_the_sync_that_answered_not_zero(tmp_path):
     """amp_commit_seconds: groups the loop synced itself (no sync process) are timed too, as are
     those a seal made durable; both were recorded as 0 s, pulling the reported latency down."""
     recorded = []
-    committer = _committer(tmp_path, syncer_command=[sys.executable, "-c", "raise SystemExit(3)"])
+    committer = _committer(tmp_path, syncer_command=SYNCER_THAT_CANNOT_RUN)
     committer.on_commit = lambda requests, events, seconds: recorded.append(seconds)
 
     async def run():

@@ -14,7 +14,11 @@ from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.definitions import defs
 from amp_personalize.resources import AmpResource
 from amp_personalize_tests.landing_fixture import write_segment
-from amp_personalize_tests.pipeline.test_recommendation_assets import EVENTS, LOCAL_ONLY, WINDOW
+from amp_personalize_tests.pipeline.test_recommendation_assets import (
+    EVENTS,
+    LOCAL_ONLY,
+    WINDOW,
+)
 
 pytestmark = pytest.mark.slow
 
