@@ -104,9 +104,13 @@ def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, insta
     with open(crashed, "ab") as f:
         f.write(b'{"torn')  # recovery must quarantine this tail first
     (data / "quarantine").write_bytes(b"")  # and cannot: as with a full disk
+    write_segment(data, "20241231T2300Z", [CLICK])  # before AMP_PARTITIONS_START: a reason said first
     result, _ = tick(data, instance)
-    assert not result.run_requests and result.cursor is None
-    assert f"recovery could not seal {crashed.name} (Not a directory)" in result.skip_reason.skip_message
+    assert not result.run_requests
+    assert json.loads(result.cursor)["watermark"] < blocked  # past the early window, not the blocked one
+    message = result.skip_reason.skip_message
+    assert "begin before AMP_PARTITIONS_START" in message
+    assert f"recovery could not seal {crashed.name} (Not a directory)" in message
     (data / "quarantine").unlink()
     result, _ = tick(data, instance)
     assert [r.partition_key for r in result.run_requests] == [blocked]
