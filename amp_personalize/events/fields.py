@@ -16,8 +16,16 @@ import orjson
 DEDUPE_FIELDS = ("uuid", "$insert_id", "insert_id")
 # Used in this order when the epoch-ms `time` is absent.
 TIME_STRING_FIELDS = ("event_time", "client_event_time", "server_received_time")
-# Epoch ms outside [1970, 5138) is a unit mistake (seconds, microseconds), not a time.
+# An event time outside [1973-03-03, 5138) is a unit mistake (seconds, microseconds) or a
+# placeholder ("9999-12-31", "1970-01-01"), not a time: the receive time stands in for it.
+# Epoch seconds of any real date are below the lower bound; past the upper one a datetime
+# overflows where a check shows examples (year 10000 failed a whole window).
+_MIN_EPOCH_MS = 10**11
 _MAX_EPOCH_MS = 10**14
+
+
+def _plausible(ms: float) -> bool:
+    return _MIN_EPOCH_MS <= ms < _MAX_EPOCH_MS
 # orjson parses 1024 levels of objects and lists but serializes only 254, and a landed line wraps
 # the event in one more object: an event may be this deep, itself included. A test pins it.
 MAX_EVENT_DEPTH = 253
@@ -60,13 +68,14 @@ def _time_string_ms(value: object) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    ms = parsed.timestamp() * 1000
+    return int(ms) if _plausible(ms) else None
 
 
 def event_time_ms(event: dict) -> int | None:
     """Event time in epoch ms, or None when the event carries none (the receive time is used)."""
     raw = event.get("time")
-    if not isinstance(raw, bool) and isinstance(raw, (int, float)) and 0 < raw < _MAX_EPOCH_MS:
+    if not isinstance(raw, bool) and isinstance(raw, (int, float)) and _plausible(raw):
         return int(raw)
     for name in TIME_STRING_FIELDS:
         parsed = _time_string_ms(event.get(name))

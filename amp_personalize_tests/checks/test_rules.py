@@ -95,3 +95,11 @@ def test_future_timestamps_warn_and_the_rest_block():
     assert blocking_failures(results) == []
     results = evaluate(INTERACTIONS, interactions(user_id=[None, "u"]), CTX)
     assert blocking_failures(results) == ["no_null_ids"]
+
+
+def test_a_time_past_year_9999_is_reported_not_a_crash():
+    """QA: one landed 9999-12-31 string (year 10000 once rounded) failed its window's run here."""
+    frame = interactions().with_columns(pl.Series("event_time", [253402300800000, 1]).cast(pl.Datetime("ms", "UTC")))
+    [(check, outcome)] = [(c, o) for c, o in evaluate(INTERACTIONS, frame, CTX) if c.name == "no_future_timestamps"]
+    assert not outcome.passed and outcome.metadata["rows_in_future"] == 1
+    assert "+10000-01-01" in outcome.metadata["examples"]

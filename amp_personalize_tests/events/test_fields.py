@@ -31,6 +31,10 @@ def test_dedupe_key_without_ids_is_stable_across_key_order():
         ({"time": "soon", "event_time": "garbage", "client_event_time": "2023-11-14 22:13:20"}, 1700000000000),
         ({"time": True}, None),
         ({"time": 17e20}, None),  # not epoch ms
+        ({"time": 1795727000}, None),  # epoch seconds: 1970-01-21 as ms
+        ({"time": 1795727000, "event_time": "2026-11-26 18:03:20"}, 1795716200000),
+        ({"event_time": "9999-12-31 23:59:59.999999"}, None),  # QA: year 10000 once rounded
+        ({"event_time": "1970-01-01 00:00:00"}, None),
         ({}, None),
     ],
 )
