@@ -58,6 +58,9 @@ def publish(
         path = partition_path(settings.lake_dir, dataset, partition)
     size = write_atomic(df, path, file_metadata)
     if not blocked:
+        # An earlier build's rejected rows are history now: left, they would mark the window
+        # as kept out (see raw_events._files_missing) and stop it being rebuilt.
+        rejected_path(settings.lake_dir, dataset, partition).unlink(missing_ok=True)
         refresh_views(settings.warehouse_path, settings.lake_dir, (dataset,))
     return dg.MaterializeResult(
         metadata={

@@ -75,12 +75,17 @@ def is_due(landing_dir: Path, lake_dir: Path, window: str, built: set[str]) -> b
 
 
 def _files_missing(lake_dir: Path, window: str) -> bool:
-    """Whether a window's dataset is neither published nor kept out by a blocking check."""
+    """Whether a window's dataset is neither published nor kept out by its latest build's checks.
+
+    A published file newer than a rejected one means the rejection was superseded (files from
+    before publish removed them).
+    """
     for dataset in WINDOW_DATASETS:
-        if rejected_path(lake_dir, dataset, window).exists():
-            return False  # what is downstream of it was never meant to be built
-        if not partition_path(lake_dir, dataset, window).exists():
-            return True
+        published, rejected = partition_path(lake_dir, dataset, window), rejected_path(lake_dir, dataset, window)
+        rejected_at = rejected.stat().st_mtime if rejected.exists() else None
+        if published.exists() and (rejected_at is None or published.stat().st_mtime >= rejected_at):
+            continue
+        return rejected_at is None  # if kept out, what is downstream of it was never meant to be built
     return False
 
 

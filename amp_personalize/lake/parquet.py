@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from amp_personalize.landing.segments import ensure_dir, fsync_dir
+from amp_personalize.pids import alive
 
 UNPARTITIONED = "all"
 
@@ -36,6 +37,7 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
     `file_metadata` goes into the parquet footer's key-value metadata (what the file was built from).
     """
     ensure_dir(path.parent)
+    _remove_dead_writers_temp_files(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
     df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576, metadata=file_metadata)
@@ -44,6 +46,15 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return path.stat().st_size
+
+
+def _remove_dead_writers_temp_files(path: Path) -> None:
+    """A writer killed mid-write leaves its temp file (named by its pid) behind: once the pid is
+    gone nobody will finish or rename it, and each could be as large as the partition."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def published(lake_dir: Path, dataset: str) -> list[Path]:

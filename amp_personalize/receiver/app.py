@@ -23,6 +23,7 @@ from amp_personalize.events import WeightTable, load_weights
 from amp_personalize.landing.commit import GroupCommitter
 from amp_personalize.landing.segments import recover
 from amp_personalize.landing.writer import SegmentWriter
+from amp_personalize.pids import alive
 from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from amp_personalize.receiver.webhook import Landing, WebhookHandler
 from amp_personalize.serving.cache import RecommendationCache
@@ -53,7 +54,7 @@ def end_with_supervisor() -> None:
         return
     try:
         if os.getppid() != int(supervisor):
-            if not _alive(int(supervisor)):  # it died before we could ask
+            if not alive(int(supervisor)):  # it died before we could ask
                 os.kill(os.getpid(), signal.SIGTERM)
             return  # started some other way (a fork server): nothing to tie to
         import ctypes
@@ -65,16 +66,6 @@ def end_with_supervisor() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     except Exception as exc:
         log.warning("this worker will not stop with its supervisor if that is killed: %s", exc)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommitter:

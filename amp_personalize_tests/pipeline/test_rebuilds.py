@@ -13,7 +13,7 @@ import pytest
 
 import amp_personalize.assets.interactions as interactions_module
 from amp_personalize.assets.interactions import impressions, interactions
-from amp_personalize.assets.raw_events import raw_events
+from amp_personalize.assets.raw_events import is_due, raw_events
 from amp_personalize.assets.user_item_scores import user_item_scores
 from amp_personalize.events import load_weights
 from amp_personalize.lake.parquet import partition_path, rejected_path, write_atomic
@@ -92,6 +92,23 @@ def test_a_failing_blocking_check_keeps_the_partition_out_of_the_lake(setup, mon
     assert users.null_count() == 0 and set(users) == {"u1", "u2"}
 
 
+def test_a_rejection_a_later_good_build_replaced_does_not_stop_later_rebuilds(setup, monkeypatch):
+    """QA: the rejected file outlived the good build after it, and then a dataset file deleted by
+    hand was never built again (the window counted as kept out)."""
+    data, instance = setup
+    real = interactions_module.build_interactions
+    monkeypatch.setattr(interactions_module, "build_interactions",
+                        lambda raw, weights: real(raw, weights).with_columns(pl.lit(None, dtype=pl.String).alias("user_id")))
+    assert not materialize(data, instance).success
+    assert not is_due(data / "landing", data / "lake", W, {W}), "a window kept out by its checks is not rebuilt on every pass"
+    monkeypatch.undo()
+    assert materialize(data, instance).success
+    assert not rejected_path(data / "lake", "interactions", W).exists()
+    assert not is_due(data / "landing", data / "lake", W, {W})
+    partition_path(data / "lake", "interactions", W).unlink()
+    assert is_due(data / "landing", data / "lake", W, {W})
+
+
 WRITER = """
 import sys, polars as pl
 from pathlib import Path
@@ -122,3 +139,6 @@ def test_a_write_killed_half_way_leaves_the_previous_partition_readable(tmp_path
             proc.kill()
     assert pl.read_parquet(path).equals(good) or pl.read_parquet(path).height == 20_000_000
     assert [p.name for p in path.parent.glob("*.parquet")] == [path.name], "a temp file is visible to readers"
+    assert list(path.parent.glob(".*.tmp-*")), "the killed writer's temp file"
+    write_atomic(good, path)  # the next write of the partition clears what a dead writer left
+    assert not list(path.parent.glob(".*.tmp-*"))
