@@ -34,6 +34,28 @@ def _check_weights(settings: Settings) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+def _check_landing_dir(settings: Settings) -> None:
+    """Fail at start with the path, not with a 503 on every request (which cannot name it)."""
+    from amp_personalize.landing.segments import ensure_dir
+
+    try:
+        ensure_dir(settings.landing_dir)
+    except OSError as exc:
+        raise click.UsageError(f"AMP_DATA_DIR={settings.data_dir}: cannot create {settings.landing_dir}: {exc.strerror}") from None
+    if not os.access(settings.landing_dir, os.W_OK | os.X_OK):
+        raise click.UsageError(f"AMP_DATA_DIR={settings.data_dir}: {settings.landing_dir} is not writable by this user")
+
+
+def _instance(settings: Settings):
+    """The Dagster instance `process` and `train` record their runs in, or one clear line why not."""
+    from amp_personalize.process import dagster_instance
+
+    try:
+        return dagster_instance(settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
     """`run <id>` of the latest failed run of the job (for that partition), with what failed.
 
@@ -54,9 +76,30 @@ def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
         error = entry.dagster_event.step_failure_data.error
         while error is not None and error.cause is not None:  # the user code's own exception
             error = error.cause
-        message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
+        if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            message = _blocking_checks_failed(instance, run_id, partition)
+        else:
+            message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
         failures.append(f"{entry.dagster_event.step_key}: {message}")
     return f"run {run_id}" + (f" ({'; '.join(failures)})" if failures else "")
+
+
+def _blocking_checks_failed(instance, run_id: str, partition: str | None) -> str:
+    """Which blocking checks kept what out of the lake, and where the rows they refused are."""
+    import dagster as dg
+
+    from amp_personalize.lake.parquet import UNPARTITIONED, rejected_path
+
+    lake_dir = _settings().lake_dir
+    failed = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        check = entry.dagster_event.event_specific_data
+        if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            dataset = check.asset_key.to_user_string()
+            path = rejected_path(lake_dir, dataset, partition or UNPARTITIONED)
+            kept = f", its rows kept in {path}" if path.exists() else ""
+            failed.append(f"{dataset} failed its blocking check {check.check_name}{kept}")
+    return "; ".join(failed) or "a blocking asset check failed"
 
 
 @click.group()
@@ -74,6 +117,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     settings = _settings()
     _check_weights(settings)  # fail here, not in every worker
+    _check_landing_dir(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1:  # they stop with this process however it ends (receiver.app.end_with_supervisor)
         from amp_personalize.receiver.app import SUPERVISOR_PID_ENV
@@ -152,10 +196,14 @@ def process(all_windows: bool, rebuild: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    from amp_personalize.process import dagster_instance, process_once
+    from amp_personalize.process import process_once
 
-    with dagster_instance(settings) as instance:
-        report = process_once(settings, all_windows, instance, rebuild=rebuild)
+    with _instance(settings) as instance:
+        try:
+            report = process_once(settings, all_windows, instance, rebuild=rebuild)
+        except KeyboardInterrupt as stopped:
+            click.echo(f"interrupted while building {stopped}; it and what follows are built by the next `process`", err=True)
+            sys.exit(130)
         runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
             name: _failed_run(instance, "refresh_user_item_scores")
             if name == "user_item_scores"
@@ -179,9 +227,9 @@ def train() -> None:
     """Run the retraining job now: the model, then the recommendation caches."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    from amp_personalize.process import dagster_instance, train_once
+    from amp_personalize.process import train_once
 
-    with dagster_instance(settings) as instance:
+    with _instance(settings) as instance:
         ok, meta = train_once(settings, instance)
         if not meta:
             failed = _failed_run(instance, "retrain")
@@ -278,14 +326,18 @@ def similar(item_id: str, num_results: int | None) -> None:
     _print_items(items, f"items similar to {item_id} (model {version})")
 
 
-@main.command()
+# A query pasted with its leading `-- comment` line is SQL, not an unknown option.
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query")
 @click.option(
     "--max-rows", type=click.IntRange(1, MAX_ROWS_LIMIT), default=DEFAULT_MAX_ROWS, show_default=True,
     help="Print at most this many rows (the first ones); the output says when there were more.",
 )
 def sql(query: str, max_rows: int) -> None:
-    """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table."""
+    """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table.
+
+    Several statements run in order; the last one's result is printed.
+    """
     import duckdb
 
     from amp_personalize.lake.parquet import published

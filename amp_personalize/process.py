@@ -17,14 +17,25 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
+from amp_personalize.sensors.window_runs import fail_dead_runs, local_run_tags
 from amp_personalize.services import dagster_home
-from amp_personalize.settings import Settings
+from amp_personalize.settings import Settings, SettingsError
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """$DAGSTER_HOME's instance if set, else a persistent one under <data>/dagster (sqlite)."""
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(dagster_home(settings))  # the instance `make up`'s UI reads
+    """$DAGSTER_HOME's instance if set, else a persistent one under <data>/dagster (sqlite).
+
+    SettingsError names the variable when neither can be used.
+    """
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        if not Path(home).is_dir():
+            raise SettingsError(f"DAGSTER_HOME={home} is not a directory: create it, or unset DAGSTER_HOME to use {settings.data_dir / 'dagster'}")
+    else:
+        try:
+            os.environ["DAGSTER_HOME"] = str(dagster_home(settings))  # the instance `make up`'s UI reads
+        except OSError as exc:
+            raise SettingsError(f"AMP_DATA_DIR={settings.data_dir}: cannot create the Dagster instance's directory there: {exc.strerror}") from None
     return dg.DagsterInstance.get()
 
 
@@ -85,6 +96,14 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     return cached.success, trained_meta
 
 
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether Ctrl-C ended the run: Dagster turns it into a failed step and returns."""
+    return any(
+        event.step_failure_data.error is not None and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for event in result.get_step_failure_events()
+    )
+
+
 def process_once(
     settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False
 ) -> ProcessReport:
@@ -104,11 +123,26 @@ def process_once(
     due = plan.ready if rebuild else [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
-    for window in due:
-        result = window_job.execute_in_process(partition_key=window, **run)
-        (report.windows if result.success else report.failed).append(window)
+    for job in (window_job.name, "refresh_user_item_scores"):
+        fail_dead_runs(instance, job)  # a killed `process` left them STARTED, and the sensor waiting
+    for i, window in enumerate(due):
+        result = window_job.execute_in_process(partition_key=window, tags=local_run_tags(), **run)
+        if _interrupted(result):
+            raise KeyboardInterrupt(window)
+        if not result.success:
+            # Oldest first, as the sensor does: a later window built now would keep its copies of
+            # the Amplitude retries that crossed the edge, and this one its originals once fixed.
+            report.failed.append(window)
+            if later := due[i + 1 :]:
+                report.waiting.append(
+                    f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
+                )
+            break
+        report.windows.append(window)
     if report.windows:
-        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(**run)
+        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=local_run_tags(), **run)
+        if _interrupted(scores):
+            raise KeyboardInterrupt("user_item_scores")
         report.scores_refreshed = scores.success
         if not scores.success:
             report.failed.append("user_item_scores")

@@ -46,6 +46,29 @@ def test_a_malformed_weight_file_stops_every_command_before_it_starts_anything(e
     assert "Traceback" not in result.output and not (env / "data" / "models").exists()
 
 
+@pytest.mark.parametrize("command, setting", [
+    *((c, "AMP_DATA_DIR is a file") for c in ("process", "train", "serve")),
+    *((c, "DAGSTER_HOME does not exist") for c in ("process", "train")),  # serve records no runs
+])
+def test_an_unusable_data_directory_or_dagster_home_is_one_line_naming_it(env, monkeypatch, command, setting):
+    """QA: a traceback ending in NotADirectoryError; `serve` started and refused every event."""
+    if setting == "AMP_DATA_DIR is a file":
+        (env / "afile").write_text("")
+        monkeypatch.setenv("AMP_DATA_DIR", str(env / "afile"))
+        monkeypatch.delenv("DAGSTER_HOME")
+        expected = f"Error: AMP_DATA_DIR={env / 'afile'}: cannot create "
+    else:
+        monkeypatch.setenv("DAGSTER_HOME", str(env / "nowhere"))
+        expected = f"Error: DAGSTER_HOME={env / 'nowhere'} is not a directory"
+    never = lambda *a, **k: pytest.fail(f"{command} started running")  # noqa: E731
+    monkeypatch.setattr(amp_personalize.process, "train_once", never)
+    monkeypatch.setattr(amp_personalize.process, "process_once", never)
+    monkeypatch.setattr("uvicorn.run", never)
+    result = CliRunner().invoke(main, [command])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output, result.output
+
+
 @pytest.fixture
 def warehouse(tmp_path):
     """A warehouse with a 14-column view of 30 rows, one of its values 80 characters long."""
@@ -87,6 +110,9 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     assert comment.exit_code == 2 and "no SQL statement" in comment.output
     shown = CliRunner().invoke(main, ["sql", "--max-rows", "5", "select n from wide order by n"])
     assert shown.exit_code == 0 and "more than 5 rows" in shown.output
+    # QA: a query pasted with its comment line was taken for an unknown option.
+    pasted = CliRunner().invoke(main, ["sql", "-- how many\nselect count(*) as how_many from wide", "--max-rows", "5"])
+    assert pasted.exit_code == 0 and re.search(r"│\s+30\s+│", pasted.output), pasted.output
     # Windows processed, no training yet: a dataset made later says what makes it, not duckdb's guess.
     early = CliRunner().invoke(main, ["sql", "select * from recommendations r join wide on true"])
     assert early.exit_code == 1, early.output
@@ -140,3 +166,28 @@ def test_an_unexpected_run_failure_names_the_run_and_its_error_without_a_stack(t
     assert lines[0] == "failed: 20250105T1000Z (see the Dagster UI for the run logs)", done.stderr
     assert re.fullmatch(r"  20250105T1000Z: run [0-9a-f-]{36} \(raw_events: NotADirectoryError: .*\)", lines[1]), done.stderr
     assert len(lines) == 2, done.stderr
+
+
+@pytest.mark.slow
+def test_process_stops_at_a_failed_window_and_builds_the_later_ones_after_it(tmp_path):
+    """QA: `process` went on past a failed window; built later, that window kept the originals of
+    retries the next window had already kept (205 interactions for 200 events)."""
+    click = {"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}
+    first, second = "20250105T1000Z", "20250105T1100Z"
+    write_segment(tmp_path / "data", first, [{**click, "uuid": "a"}])
+    write_segment(tmp_path / "data", second, [{**click, "uuid": "b"}, {**click, "uuid": "a"}])  # a retry of the first's
+    blocker = partition_path(tmp_path / "data" / "lake", "raw_events", first)
+    blocker.mkdir(parents=True)  # a directory where the first window's file goes: its build fails
+
+    done = run_cli(tmp_path, "process")
+    assert done.returncode == 1
+    assert done.stdout == f"waiting: 1 later window(s) ({second} to {second}) wait until {first} is built: windows run oldest first\nprocessed 0 window(s): -\n", done.stdout
+    assert done.stderr.startswith(f"failed: {first} "), done.stderr
+    assert not partition_path(tmp_path / "data" / "lake", "raw_events", second).exists()
+
+    blocker.rmdir()
+    done = run_cli(tmp_path, "process")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"processed 2 window(s): {first}, {second}\n"), done.stdout
+    ids = pl.read_parquet(tmp_path / "data" / "lake" / "interactions")["event_id"].sort().to_list()
+    assert ids == ["a", "b"]

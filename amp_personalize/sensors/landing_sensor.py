@@ -6,6 +6,8 @@ copies of an Amplitude retry that crossed the window edge, and both would keep i
 """
 
 import json
+import time
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -13,24 +15,17 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
+from amp_personalize.sensors.window_runs import (
+    NOT_YET_STARTED,
+    last_failed_window,
+    run_in_flight,
+)
 
-NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-IN_FLIGHT = [
-    *NOT_YET_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
+__all__ = ["landing_sensor", "run_in_flight", "scores_after_window"]
 
 
 def run_key(window: str) -> str:
     return f"window-{window}"
-
-
-def run_in_flight(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun | None:
-    """A run of that job that has not finished, if any."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=1)
-    return records[0].dagster_run if records else None
 
 
 @dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -41,6 +36,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         why = f"window {busy.tags.get('dagster/partition', '?')} is still being processed; windows run one at a time, oldest first"
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
     settings = amp.settings()
+    failed = last_failed_window(context.instance, window_job.name)
+    if failed is not None and is_due(settings.landing_dir, settings.lake_dir, failed.window, _built(context)):
+        # Before anything newer: a later window built first would keep its copies of the
+        # Amplitude retries that crossed the edge, and the failed one its originals.
+        if time.time() < failed.retry_at:
+            at = datetime.fromtimestamp(failed.retry_at, tz=timezone.utc).strftime("%H:%M:%S UTC")
+            why = (
+                f"window {failed.window} failed (run {failed.run_id}, {failed.failures} time(s) in a row); "
+                f"it is tried again at {at}, and later windows wait for it (windows run oldest first)"
+            )
+            return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=failed.run_key(), partition_key=failed.window)], cursor=context.cursor
+        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     plan = plan_now(settings, watermark=cursor.get("watermark"))
     for _, why in plan.waiting:
@@ -48,7 +57,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
     # and that nothing has changed since are passed over, not built again.
     ready = list(plan.ready)
-    built = context.instance.get_materialized_partitions(dg.AssetKey("raw_events")) if ready else set()
+    built = _built(context) if ready else set()
     while ready and not is_due(settings.landing_dir, settings.lake_dir, ready[0], built):
         ready.pop(0)
     if not ready:
@@ -64,6 +73,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         run_requests=[dg.RunRequest(run_key=run_key(oldest), partition_key=oldest)],
         cursor=json.dumps({"watermark": watermark}),
     )
+
+
+def _built(context: dg.SensorEvaluationContext) -> set[str]:
+    return context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
 
 
 @dg.run_status_sensor(

@@ -7,7 +7,7 @@ from amp_personalize.backends.personalize.realtime import pending_segments, segm
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.jobs import push_job
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.landing_sensor import run_in_flight
+from amp_personalize.sensors.window_runs import run_in_flight
 from amp_personalize.settings import Settings
 
 

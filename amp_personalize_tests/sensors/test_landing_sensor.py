@@ -3,6 +3,8 @@
 import fcntl
 import json
 import os
+import socket
+import subprocess
 import time
 from dataclasses import replace
 
@@ -126,14 +128,69 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     first, _ = tick(data, instance)
     assert [r.partition_key for r in first.run_requests] == [first_window]
 
-    run = create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
+    create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
     waiting, _ = tick(data, instance, cursor=first.cursor)
     assert not waiting.run_requests
     assert f"window {first_window} is still being processed" in waiting.skip_reason.skip_message
 
-    instance.report_run_failed(run) if status == dg.DagsterRunStatus.STARTED else instance.delete_run(run.run_id)
+
+def test_a_failed_window_is_run_again_before_any_later_window(tmp_path, instance, monkeypatch):
+    """A later window built first would keep its copies of retries that crossed the edge, and the
+    failed one its originals once it is built: found by QA, the sensor had moved on for good."""
+    data = tmp_path / "data"
+    failing, later = windows_back(3), windows_back(2)
+    write_segment(data, failing, [CLICK])
+    write_segment(data, later, [CLICK])
+    first, _ = tick(data, instance)
+    assert [r.run_key for r in first.run_requests] == [f"window-{failing}"]
+    run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": failing})
+    instance.report_run_failed(run)
+
+    waiting, _ = tick(data, instance, cursor=first.cursor)
+    assert not waiting.run_requests
+    message = waiting.skip_reason.skip_message
+    assert f"window {failing} failed (run {run.run_id}, 1 time(s) in a row); it is tried again at" in message
+    assert "later windows wait for it" in message
+    assert waiting.cursor == first.cursor
+
+    ended = instance.get_run_record_by_id(run.run_id).end_time
+    monkeypatch.setattr(time, "time", lambda: ended + 61)  # past the first retry's minute
+    retry, _ = tick(data, instance, cursor=first.cursor)
+    assert [(r.run_key, r.partition_key) for r in retry.run_requests] == [(f"window-{failing}-run-2", failing)]
+
+    # It fails again: the next try waits twice as long.
+    again = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": failing})
+    instance.report_run_failed(again)
+    ended = instance.get_run_record_by_id(again.run_id).end_time
+    monkeypatch.setattr(time, "time", lambda: ended + 61)
+    assert "2 time(s) in a row" in tick(data, instance, cursor=first.cursor)[0].skip_reason.skip_message
+    monkeypatch.setattr(time, "time", lambda: ended + 121)
+    assert [r.run_key for r in tick(data, instance, cursor=first.cursor)[0].run_requests] == [f"window-{failing}-run-3"]
+
+    # Built at last (here by `process`): the later window goes next.
+    monkeypatch.undo()
+    amp = AmpResource(data_dir=str(data), grace_seconds=0)
+    assert dg.materialize([raw_events, interactions, impressions], partition_key=failing, resources={"amp": amp}, instance=instance).success
     after, _ = tick(data, instance, cursor=first.cursor)
-    assert [r.partition_key for r in after.run_requests] == [second_window]
+    assert [r.partition_key for r in after.run_requests] == [later]
+
+
+def test_a_run_whose_process_was_killed_does_not_hold_the_windows_back(tmp_path, instance):
+    """QA: `process` SIGKILLed mid-run left its run STARTED, and the sensor waited for it for hours."""
+    data = tmp_path / "data"
+    window = windows_back(3)
+    write_segment(data, window, [CLICK])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tags = {"dagster/partition": window, "amp/host": socket.gethostname(), "amp/pid": str(dead.pid)}
+    killed = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags=tags)
+    alive = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
+                                tags={**tags, "amp/pid": str(os.getpid())})
+
+    waiting, _ = tick(data, instance)
+    assert f"window {window} is still being processed" in waiting.skip_reason.skip_message  # the live one
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
 
 
 def test_grace_period_and_empty_landing(tmp_path):
