@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -191,3 +192,65 @@ def test_process_stops_at_a_failed_window_and_builds_the_later_ones_after_it(tmp
     assert done.stdout.startswith(f"processed 2 window(s): {first}, {second}\n"), done.stdout
     ids = pl.read_parquet(tmp_path / "data" / "lake" / "interactions")["event_id"].sort().to_list()
     assert ids == ["a", "b"]
+
+
+PATCHED_CLI = """
+import sys, time
+import polars as pl
+import amp_personalize.assets.interactions as interactions
+import amp_personalize.assets.raw_events as raw_events
+from amp_personalize.cli import main
+{patch}
+main(sys.argv[1:], prog_name="amp-personalize")
+"""
+SLOW_READ = """
+real_read = raw_events.read_landing
+def slow_read(segments):
+    print("reading", flush=True)
+    time.sleep(60)
+    return real_read(segments)
+raw_events.read_landing = slow_read
+"""
+NULL_USERS = """
+real = interactions.build_interactions
+interactions.build_interactions = lambda raw, w: real(raw, w).with_columns(pl.lit(None, dtype=pl.String).alias("user_id"))
+"""
+
+
+def patched_cli(tmp_path, patch: str, *args: str) -> subprocess.Popen:
+    """The command in its own process, with a fault put into the code it runs."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith("AMP_")}
+    env["AMP_DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.Popen([sys.executable, "-c", PATCHED_CLI.format(patch=patch), *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_process_at_the_window_it_was_building(tmp_path):
+    """QA: Ctrl-C failed that window's run and `process` went on with the next ones."""
+    click = {"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}
+    write_segment(tmp_path / "data", "20250105T1000Z", [click])
+    write_segment(tmp_path / "data", "20250105T1100Z", [click])
+    proc = patched_cli(tmp_path, SLOW_READ, "process")
+    try:
+        assert proc.stdout.readline() == "reading\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=50)  # less than one more slow read: it did not go on
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted while building 20250105T1000Z" in err and "Traceback" not in err, err
+    assert "reading" not in out
+    assert not (tmp_path / "data" / "lake" / "raw_events").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_blocking_check_is_named_with_where_its_rows_are(tmp_path):
+    """QA: the message ended at "1 blocking asset check failed with ERROR severity:"."""
+    write_segment(tmp_path / "data", "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
+    proc = patched_cli(tmp_path, NULL_USERS, "process")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    rejected = tmp_path / "data" / "lake" / "_rejected" / "interactions" / "20250105T1000Z.parquet"
+    assert f"interactions failed its blocking check no_null_ids, its rows kept in {rejected}" in err, err
+    assert rejected.exists()
