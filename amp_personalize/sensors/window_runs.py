@@ -34,22 +34,40 @@ def local_run_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def fail_dead_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
-    """Mark failed the unfinished runs of the job whose `process` command on this host is gone.
+def _gone(instance: dg.DagsterInstance, run: dg.DagsterRun, host: str) -> str | None:
+    """Why the process running `run` is known to be gone, or None (alive, elsewhere, or unknown)."""
+    pid = run.tags.get(PID_TAG)
+    if pid is not None:  # run by `amp-personalize process`
+        if run.tags.get(HOST_TAG) == host and pid.isdigit() and not alive(int(pid)):
+            return f"the `amp-personalize process` that ran it (pid {pid} on {host}) is gone: it was killed mid-run"
+        return None
+    # Launched by the daemon: with the default launcher, its run worker is a process on this
+    # host, and the worker's first engine event names its pid. Other launchers (ECS, k8s) have
+    # run monitoring of their own.
+    if run.status != dg.DagsterRunStatus.STARTED or not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
+        return None
+    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=5).records:
+        data = record.event_log_entry.dagster_event.engine_event_data
+        worker = data.metadata.get("pid") if data else None
+        if worker is not None and str(worker.value).isdigit():
+            return None if alive(int(worker.value)) else f"its run worker (pid {worker.value}) is gone: it was killed mid-run"
+    return None
 
-    Without this, a `process` killed mid-run left its run STARTED and the sensor waited for it
-    until Dagster's run monitoring ended it at its max runtime (hours). Runs launched by the
-    daemon carry no such tags and are left to run monitoring.
+
+def fail_dead_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    """Mark failed the unfinished runs of the job whose process on this host is gone.
+
+    Without this, a run whose process was killed stayed STARTED, and the sensor waited for it
+    until run monitoring ended it at its max runtime (hours): the default run launcher has no
+    health check of its own.
     """
     host = socket.gethostname()
     ended = []
     for record in instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
-        run = record.dagster_run
-        pid = run.tags.get(PID_TAG)
-        if run.tags.get(HOST_TAG) != host or not (pid or "").isdigit() or alive(int(pid)):
-            continue
-        instance.report_run_failed(run, f"the process that ran it (pid {pid} on {host}) is gone: it was killed mid-run")
-        ended.append(run.run_id)
+        why = _gone(instance, record.dagster_run, host)
+        if why is not None:
+            instance.report_run_failed(record.dagster_run, why)
+            ended.append(record.dagster_run.run_id)
     return ended
 
 

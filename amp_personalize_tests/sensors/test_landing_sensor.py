@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import dagster as dg
 import pytest
+from dagster._core.events import EngineEventData
 from dagster._core.test_utils import create_run_for_test
 
 from amp_personalize.assets.interactions import impressions, interactions
@@ -187,10 +188,21 @@ def test_a_run_whose_process_was_killed_does_not_hold_the_windows_back(tmp_path,
     alive = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
                                 tags={**tags, "amp/pid": str(os.getpid())})
 
+    # Launched by the daemon: the run worker's engine event names its pid.
+    worker_killed = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
+                                        tags={"dagster/partition": window})
+    instance.report_engine_event(f"Started process for run (pid: {dead.pid}).", worker_killed, EngineEventData.in_process(dead.pid))
+    worker_alive = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
+                                       tags={"dagster/partition": window})
+    instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", worker_alive, EngineEventData.in_process(os.getpid()))
+
     waiting, _ = tick(data, instance)
-    assert f"window {window} is still being processed" in waiting.skip_reason.skip_message  # the live one
-    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
-    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+    assert f"window {window} is still being processed" in waiting.skip_reason.skip_message  # the live ones
+    status = {run.run_id: instance.get_run_by_id(run.run_id).status for run in (killed, alive, worker_killed, worker_alive)}
+    assert status == {
+        killed.run_id: dg.DagsterRunStatus.FAILURE, alive.run_id: dg.DagsterRunStatus.STARTED,
+        worker_killed.run_id: dg.DagsterRunStatus.FAILURE, worker_alive.run_id: dg.DagsterRunStatus.STARTED,
+    }
 
 
 def test_grace_period_and_empty_landing(tmp_path):
