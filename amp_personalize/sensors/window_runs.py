@@ -57,9 +57,11 @@ def _gone(instance: dg.DagsterInstance, run: dg.DagsterRun, host: str) -> str | 
 def fail_dead_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     """Mark failed the unfinished runs of the job whose process on this host is gone.
 
-    Without this, a run whose process was killed stayed STARTED, and the sensor waited for it
-    until run monitoring ended it at its max runtime (hours): the default run launcher has no
-    health check of its own.
+    Dagster's code server fails a run whose worker it sees killed, but not a run of
+    `amp-personalize process`, nor one whose code server went down with it (`make up` killed,
+    a reboot): those stayed STARTED and held every later window until run monitoring ended
+    them at their max runtime (2 h). Tried live: `dagster dev` SIGKILLed mid-run and started
+    again, the next tick failed the run and its retry ran a minute later.
     """
     host = socket.gethostname()
     ended = []
