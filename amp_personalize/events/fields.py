@@ -20,12 +20,12 @@ TIME_STRING_FIELDS = ("event_time", "client_event_time", "server_received_time")
 # placeholder ("9999-12-31", "1970-01-01"), not a time: the receive time stands in for it.
 # Epoch seconds of any real date are below the lower bound; past the upper one a datetime
 # overflows where a check shows examples (year 10000 failed a whole window).
-_MIN_EPOCH_MS = 10**11
-_MAX_EPOCH_MS = 10**14
+MIN_EPOCH_MS = 10**11
+MAX_EPOCH_MS = 10**14
 
 
 def _plausible(ms: float) -> bool:
-    return _MIN_EPOCH_MS <= ms < _MAX_EPOCH_MS
+    return MIN_EPOCH_MS <= ms < MAX_EPOCH_MS
 # orjson parses 1024 levels of objects and lists but serializes only 254, and a landed line wraps
 # the event in one more object: an event may be this deep, itself included. A test pins it.
 MAX_EVENT_DEPTH = 253

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from amp_personalize.events.fields import MAX_EPOCH_MS, MIN_EPOCH_MS
 from amp_personalize.transforms import UTC_MS
 
 RAW_EVENTS_SCHEMA = {
@@ -53,10 +54,13 @@ def raw_events(landed: pl.DataFrame, earlier_ids: pl.Series | None = None) -> tu
     if earlier_ids is not None and earlier_ids.len():
         # An anti join hashes the earlier ids in parallel; is_in builds one set on one thread.
         keep = keep.join(earlier_ids.to_frame("event_id"), on="event_id", how="anti", maintain_order="left")
+    # The receiver lands no implausible time (events.fields), but windows landed before it
+    # checked can hold one: a rebuild reads them the same way.
+    own_time = pl.when(pl.col("event_time").is_between(MIN_EPOCH_MS, MAX_EPOCH_MS, closed="left")).then("event_time")
     out = landed.rechunk().select(
         pl.col("event_id", "kind", "event_type", "user_id", "device_id", "session_id"),
-        pl.coalesce("event_time", "received_at").cast(UTC_MS).alias("event_time"),
-        pl.col("event_time").is_null().alias("event_time_missing"),
+        pl.coalesce(own_time, "received_at").cast(UTC_MS).alias("event_time"),
+        own_time.is_null().alias("event_time_missing"),
         pl.col("received_at").cast(UTC_MS),
         pl.col("item_id", "items_shown", "feed_type", "recommendation_id", "properties"),
     ).select(pl.all().gather(keep["row"]))

@@ -189,3 +189,18 @@ def test_the_readme_sql_runs_as_printed(lake):
     assert len(statements) >= 3
     for sql in statements:
         assert fetch(data / "warehouse.duckdb", sql), f"no rows from README query:\n{sql}"
+
+
+def test_implausible_times_landed_before_the_receiver_checked_them_read_as_missing():
+    """Review: the bounds applied at the door only; a rebuilt old window kept year 10000."""
+    from amp_personalize.transforms.landing import LANDED_SCHEMA
+    from amp_personalize.transforms.raw_events import raw_events as build
+
+    landed = pl.DataFrame(
+        {"kind": ["event"] * 3, "event_id": ["a", "b", "c"], "event_type": ["click"] * 3,
+         "event_time": [253402300800000, 1795727000, 1767225600000], "received_at": [1767229200000] * 3},
+    ).with_columns(*(pl.lit(None).cast(t).alias(c) for c, t in LANDED_SCHEMA.items()
+                     if c not in ("kind", "event_id", "event_type", "event_time", "received_at"))).cast(LANDED_SCHEMA)
+    raw, _ = build(landed.select(list(LANDED_SCHEMA)))
+    as_ms = raw.select(pl.col("event_time").dt.epoch("ms"), "event_time_missing").rows()
+    assert as_ms == [(1767229200000, True), (1767229200000, True), (1767225600000, False)]
