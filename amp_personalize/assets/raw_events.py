@@ -74,19 +74,32 @@ def is_due(landing_dir: Path, lake_dir: Path, window: str, built: set[str]) -> b
     return window not in built or needs_rebuild(landing_dir, lake_dir, window) or _files_missing(lake_dir, window)
 
 
+def _state(lake_dir: Path, dataset: str, window: str, built_since: float = 0.0) -> str:
+    """"published", "rejected" (its latest build was kept out by a blocking check) or "missing".
+
+    A rejection older than the published file, or than `built_since` (the window's raw_events
+    file, which every build of the others follows), is an earlier build's: superseded.
+    """
+    published, rejected = partition_path(lake_dir, dataset, window), rejected_path(lake_dir, dataset, window)
+    rejected_at = rejected.stat().st_mtime if rejected.exists() else None
+    if rejected_at is not None and rejected_at < built_since:
+        rejected_at = None
+    if published.exists() and (rejected_at is None or published.stat().st_mtime >= rejected_at):
+        return "published"
+    return "missing" if rejected_at is None else "rejected"
+
+
 def _files_missing(lake_dir: Path, window: str) -> bool:
     """Whether a window's dataset is neither published nor kept out by its latest build's checks.
 
-    A published file newer than a rejected one means the rejection was superseded (files from
-    before publish removed them).
+    interactions and impressions each depend on raw_events alone: one kept out does not excuse
+    the other's missing file.
     """
-    for dataset in WINDOW_DATASETS:
-        published, rejected = partition_path(lake_dir, dataset, window), rejected_path(lake_dir, dataset, window)
-        rejected_at = rejected.stat().st_mtime if rejected.exists() else None
-        if published.exists() and (rejected_at is None or published.stat().st_mtime >= rejected_at):
-            continue
-        return rejected_at is None  # if kept out, what is downstream of it was never meant to be built
-    return False
+    raw = _state(lake_dir, "raw_events", window)
+    if raw != "published":
+        return raw == "missing"  # if kept out, nothing downstream of it was meant to be built
+    built = partition_path(lake_dir, "raw_events", window).stat().st_mtime
+    return any(_state(lake_dir, dataset, window, built) == "missing" for dataset in WINDOW_DATASETS[1:])
 
 
 @dg.asset(

@@ -7,6 +7,7 @@ only a temp file, which the next write of that partition replaces.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import polars as pl
@@ -38,7 +39,7 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
     """
     ensure_dir(path.parent)
     _remove_dead_writers_temp_files(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
     df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576, metadata=file_metadata)
     with open(tmp, "rb+") as f:
@@ -49,9 +50,10 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
 
 
 def _remove_dead_writers_temp_files(path: Path) -> None:
-    """A writer killed mid-write leaves its temp file (named by its pid) behind: once the pid is
-    gone nobody will finish or rename it, and each could be as large as the partition."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+    """A writer killed mid-write leaves its temp file (named by host and pid) behind: once the
+    pid is gone nobody will finish or rename it, and each could be as large as the partition.
+    Only this host's: a pid says nothing about another host sharing the lake."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-{socket.gethostname()}-*"):
         pid = tmp.name.rsplit("-", 1)[1]
         if pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)

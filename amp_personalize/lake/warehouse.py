@@ -58,12 +58,11 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
     """(Re)create one view per dataset that has data; returns the views it made."""
     made = []
     with _locked(warehouse):
+        for stale in warehouse.parent.glob(f".{warehouse.name}.tmp-*"):  # killed writers': under the lock, no one else's
+            stale.unlink(missing_ok=True)
         copy = warehouse.with_name(f".{warehouse.name}.tmp-{os.getpid()}")
-        copy.with_name(copy.name + ".wal").unlink(missing_ok=True)  # a killed writer's
         if warehouse.exists():
-            shutil.copyfile(warehouse, copy)  # what else the file holds is kept
-        else:
-            copy.unlink(missing_ok=True)
+            shutil.copy2(warehouse, copy)  # what else the file holds is kept, and its mode
         with duckdb.connect(str(copy)) as con:
             for name in datasets:
                 if published(lake_dir, name):

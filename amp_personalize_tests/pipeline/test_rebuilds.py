@@ -2,6 +2,7 @@
 and a write killed half-way leaves the previous partition readable."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -107,6 +108,26 @@ def test_a_rejection_a_later_good_build_replaced_does_not_stop_later_rebuilds(se
     assert not is_due(data / "landing", data / "lake", W, {W})
     partition_path(data / "lake", "interactions", W).unlink()
     assert is_due(data / "landing", data / "lake", W, {W})
+
+
+def test_which_rejections_excuse_a_missing_file(setup):
+    """Review: interactions kept out excused a missing impressions file (it depends on raw_events
+    alone), and a rejection older than the published file (left before publish removed them)
+    still counted."""
+    data, instance = setup
+    assert materialize(data, instance).success
+    lake = data / "lake"
+    rejected = rejected_path(lake, "interactions", W)
+    rejected.parent.mkdir(parents=True)
+    rejected.write_bytes(partition_path(lake, "interactions", W).read_bytes())
+    os.utime(rejected, (1, 1))  # older than the published file: superseded
+    assert not is_due(data / "landing", lake, W, {W})
+    partition_path(lake, "interactions", W).unlink()
+    assert is_due(data / "landing", lake, W, {W}), "a missing file with only a superseded rejection"
+    rejected.touch()  # interactions' latest build was kept out: that file is not missing
+    assert not is_due(data / "landing", lake, W, {W})
+    partition_path(lake, "impressions", W).unlink()
+    assert is_due(data / "landing", lake, W, {W}), "impressions does not depend on interactions"
 
 
 WRITER = """

@@ -21,6 +21,7 @@ def test_a_long_query_delays_neither_a_refresh_nor_another_query(tmp_path):
     slow = threading.Thread(target=query, args=(warehouse, SLOW))
     slow.start()
     time.sleep(0.3)  # inside its query
+    assert slow.is_alive(), "the long query ended before the test could overlap it: make SLOW slower"
     write_atomic(pl.DataFrame({"event_id": ["b"]}), partition_path(lake, "interactions", "20260101T0100Z"))
     assert refresh_views(warehouse, lake) == ["interactions"]
     answer = query(warehouse, "select count(*) as n from interactions")
