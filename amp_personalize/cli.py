@@ -71,16 +71,17 @@ def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
     if not records:
         return f"a {job_name} run"
     run_id = records[0].dagster_run.run_id
-    failures = []
+    failures, checks = [], ""
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         error = entry.dagster_event.step_failure_data.error
         while error is not None and error.cause is not None:  # the user code's own exception
             error = error.cause
         if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
-            message = _blocking_checks_failed(instance, run_id, partition)
-        else:
-            message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
+            checks = checks or _blocking_checks_failed(instance, run_id, partition)  # the run's, once
+            continue
+        message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"
         failures.append(f"{entry.dagster_event.step_key}: {message}")
+    failures += [checks] if checks else []
     return f"run {run_id}" + (f" ({'; '.join(failures)})" if failures else "")
 
 
@@ -202,7 +203,8 @@ def process(all_windows: bool, rebuild: bool) -> None:
         try:
             report = process_once(settings, all_windows, instance, rebuild=rebuild)
         except KeyboardInterrupt as stopped:
-            click.echo(f"interrupted while building {stopped}; it and what follows are built by the next `process`", err=True)
+            during = f" while building {stopped.args[0]}" if stopped.args else ""
+            click.echo(f"interrupted{during}; the same command again finishes the job", err=True)
             sys.exit(130)
         runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
             name: _failed_run(instance, "refresh_user_item_scores")

@@ -17,7 +17,7 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
-from amp_personalize.sensors.window_runs import fail_dead_runs, local_run_tags
+from amp_personalize.sensors.window_runs import fail_dead_runs, host_tags
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings, SettingsError
 
@@ -104,6 +104,18 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
+def _latest_success(instance: dg.DagsterInstance, job_name: str) -> float | None:
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
+    return (records[0].end_time or 0.0) if records else None
+
+
+def _scores_behind(instance: dg.DagsterInstance, window_job: str) -> bool:
+    """Whether user_item_scores misses a window built since its last refresh (one interrupted or
+    failed after its windows were built: the next pass has no new window to trigger it)."""
+    window, scores = _latest_success(instance, window_job), _latest_success(instance, "refresh_user_item_scores")
+    return window is not None and (scores is None or scores < window)
+
+
 def process_once(
     settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False
 ) -> ProcessReport:
@@ -126,21 +138,25 @@ def process_once(
     for job in (window_job.name, "refresh_user_item_scores"):
         fail_dead_runs(instance, job)  # a killed `process` left them STARTED, and the sensor waiting
     for i, window in enumerate(due):
-        result = window_job.execute_in_process(partition_key=window, tags=local_run_tags(), **run)
+        result = window_job.execute_in_process(partition_key=window, tags=host_tags(), **run)
         if _interrupted(result):
             raise KeyboardInterrupt(window)
-        if not result.success:
+        if result.success:
+            report.windows.append(window)
+            continue
+        report.failed.append(window)
+        built = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+        if is_due(settings.landing_dir, settings.lake_dir, window, built):
             # Oldest first, as the sensor does: a later window built now would keep its copies of
             # the Amplitude retries that crossed the edge, and this one its originals once fixed.
-            report.failed.append(window)
+            # (A window whose checks kept its data out is done: the checks decided.)
             if later := due[i + 1 :]:
                 report.waiting.append(
                     f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
                 )
             break
-        report.windows.append(window)
-    if report.windows:
-        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=local_run_tags(), **run)
+    if report.windows or _scores_behind(instance, window_job.name):
+        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=host_tags(), **run)
         if _interrupted(scores):
             raise KeyboardInterrupt("user_item_scores")
         report.scores_refreshed = scores.success

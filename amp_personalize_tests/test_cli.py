@@ -254,3 +254,51 @@ def test_a_failed_blocking_check_is_named_with_where_its_rows_are(tmp_path):
     rejected = tmp_path / "data" / "lake" / "_rejected" / "interactions" / "20250105T1000Z.parquet"
     assert f"interactions failed its blocking check no_null_ids, its rows kept in {rejected}" in err, err
     assert rejected.exists()
+
+
+SLOW_SCORES = """
+import amp_personalize.assets.user_item_scores as scores
+real_scores = scores.build_scores
+def slow_scores(*args):
+    print("scoring", flush=True)
+    time.sleep(60)
+    return real_scores(*args)
+scores.build_scores = slow_scores
+"""
+FIRST_WINDOW_NULL_USER = """
+real = interactions.build_interactions
+interactions.build_interactions = lambda raw, w: real(raw, w).with_columns(
+    pl.when(pl.col("event_id") == "a").then(None).otherwise(pl.col("user_id")).alias("user_id"))
+"""
+
+
+@pytest.mark.slow
+def test_scores_interrupted_after_their_windows_are_refreshed_by_the_next_process(tmp_path):
+    """Review: the next `process` found no new window, so it never refreshed the scores."""
+    write_segment(tmp_path / "data", "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
+    proc = patched_cli(tmp_path, SLOW_SCORES, "process")
+    try:
+        assert proc.stdout.readline() == "scoring\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=50)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted while building user_item_scores" in err, err
+    done = run_cli(tmp_path, "process")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "processed 0 window(s): -\nrefreshed user_item_scores\n"
+    assert run_cli(tmp_path, "process").stdout == "processed 0 window(s): -\n"  # and only then
+
+
+@pytest.mark.slow
+def test_process_goes_on_past_a_window_its_checks_kept_out(tmp_path):
+    """Review: it stopped there as at a failure; but a window kept out is done, the checks decided."""
+    click = {"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}
+    first, second = "20250105T1000Z", "20250105T1100Z"
+    write_segment(tmp_path / "data", first, [{**click, "uuid": "a"}])
+    write_segment(tmp_path / "data", second, [{**click, "uuid": "b"}])
+    proc = patched_cli(tmp_path, FIRST_WINDOW_NULL_USER, "process")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert out.startswith(f"processed 1 window(s): {second}\n") and "wait until" not in out, out
+    assert f"failed: {first} " in err and "failed its blocking check no_null_ids" in err, err

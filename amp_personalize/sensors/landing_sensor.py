@@ -12,44 +12,49 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from amp_personalize.assets.raw_events import is_due
+from amp_personalize.events.windows import window_key, window_start_ms
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.window_runs import (
     NOT_YET_STARTED,
-    last_failed_window,
+    WindowRuns,
+    host_tags,
     run_in_flight,
+    window_runs,
 )
 
 __all__ = ["landing_sensor", "run_in_flight", "scores_after_window"]
 
 
-def run_key(window: str) -> str:
-    return f"window-{window}"
+def run_key(window: str, runs: WindowRuns, cursor: dict) -> tuple[str, dict]:
+    """The request's run key, and what the cursor keeps to make the next one unique.
+
+    `window-<W>` the first time; after a run, `window-<W>-after-<its run id>` (one request per
+    run, whatever runs are deleted later). A window requested before that has no run now (its
+    run deleted while queued) gets a numbered key: Dagster drops a request whose key it has seen.
+    """
+    if runs.latest is not None:
+        return f"window-{window}-after-{runs.latest.dagster_run.run_id}", {}
+    if cursor.get("requested") != window:
+        return f"window-{window}", {}
+    again = cursor.get("reissued", 0) + 1
+    return f"window-{window}-reissued-{again}", {"reissued": again}
+
+
+def _at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
 
 
 @dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.SensorResult | dg.SkipReason:
-    """Requests the window job for the oldest landing window that is closed, sealed and past grace."""
+    """Requests the window job for the oldest landing window that is closed, sealed, past grace
+    and not built yet (or built before a segment it did not read, or missing a file)."""
     busy = run_in_flight(context.instance, window_job.name)
     if busy is not None:  # the cursor stays: what is ready now is still ready next tick
         why = f"window {busy.tags.get('dagster/partition', '?')} is still being processed; windows run one at a time, oldest first"
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
     settings = amp.settings()
-    failed = last_failed_window(context.instance, window_job.name)
-    if failed is not None and is_due(settings.landing_dir, settings.lake_dir, failed.window, _built(context)):
-        # Before anything newer: a later window built first would keep its copies of the
-        # Amplitude retries that crossed the edge, and the failed one its originals.
-        if time.time() < failed.retry_at:
-            at = datetime.fromtimestamp(failed.retry_at, tz=timezone.utc).strftime("%H:%M:%S UTC")
-            why = (
-                f"window {failed.window} failed (run {failed.run_id}, {failed.failures} time(s) in a row); "
-                f"it is tried again at {at}, and later windows wait for it (windows run oldest first)"
-            )
-            return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
-        return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=failed.run_key(), partition_key=failed.window)], cursor=context.cursor
-        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     plan = plan_now(settings, watermark=cursor.get("watermark"))
     for _, why in plan.waiting:
@@ -67,11 +72,25 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=new_cursor)
     oldest = ready[0]
-    # Past the oldest only if nothing else is ready: the rest are requested on later ticks.
-    watermark = plan.watermark if len(ready) == 1 else oldest
+    # The watermark never passes a window that is not built: one whose run fails is the oldest
+    # ready window again next tick, and no later one is requested before it is built (a later
+    # window built first would keep its copies of the Amplitude retries that crossed the edge,
+    # and the failed one its originals).
+    just_before = window_key(window_start_ms(oldest) - 60_000)
+    state = {"watermark": max(filter(None, [cursor.get("watermark"), just_before]))}
+    runs = window_runs(context.instance, window_job.name, oldest)
+    if time.time() < runs.retry_at:
+        state |= {k: v for k, v in cursor.items() if k in ("requested", "reissued")}
+        why = (
+            f"window {oldest} failed (run {runs.latest.dagster_run.run_id}, {runs.failures} time(s) in a row); "
+            f"it is tried again at {_at(runs.retry_at)}, and later windows wait for it (windows run oldest first)"
+        )
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=json.dumps(state))
+    key, extra = run_key(oldest, runs, cursor)
+    state |= {"requested": oldest, **extra}
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key(oldest), partition_key=oldest)],
-        cursor=json.dumps({"watermark": watermark}),
+        run_requests=[dg.RunRequest(run_key=key, partition_key=oldest, tags=host_tags())],
+        cursor=json.dumps(state),
     )
 
 

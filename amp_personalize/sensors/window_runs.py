@@ -1,16 +1,15 @@
-"""What the window runs so far say about the next one: in flight, dead, failed and due again.
+"""What the runs so far say about the next window run: in flight, dead, failed and when to retry.
 
 Window runs go one at a time, oldest first (see landing_sensor), so a window whose run failed
 must be run again before any later one, and a run whose process died must not stay STARTED.
 """
 
-import os
 import socket
 from dataclasses import dataclass
 
 import dagster as dg
 
-from amp_personalize.pids import alive
+from amp_personalize.pids import alive, started_at
 
 NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 IN_FLIGHT = [
@@ -25,32 +24,39 @@ ENDED_BADLY = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 FIRST_RETRY_SECONDS = 60
 LONGEST_RETRY_SECONDS = 3600
 
-# Runs that `amp-personalize process` executes in its own process carry where they run, so that
-# a later command or sensor tick can tell one whose process was killed from one still going.
-HOST_TAG, PID_TAG = "amp/host", "amp/pid"
+# Where a run executes: `amp-personalize process` runs its own, the sensor's run on the code
+# server's host under the default launcher. A process id means something only there.
+HOST_TAG = "amp/host"
 
 
-def local_run_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+def host_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname()}
 
 
-def _gone(instance: dg.DagsterInstance, run: dg.DagsterRun, host: str) -> str | None:
-    """Why the process running `run` is known to be gone, or None (alive, elsewhere, or unknown)."""
-    pid = run.tags.get(PID_TAG)
-    if pid is not None:  # run by `amp-personalize process`
-        if run.tags.get(HOST_TAG) == host and pid.isdigit() and not alive(int(pid)):
-            return f"the `amp-personalize process` that ran it (pid {pid} on {host}) is gone: it was killed mid-run"
-        return None
-    # Launched by the daemon: with the default launcher, its run worker is a process on this
-    # host, and the worker's first engine event names its pid. Other launchers (ECS, k8s) have
-    # run monitoring of their own.
-    if run.status != dg.DagsterRunStatus.STARTED or not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
-        return None
-    for record in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=5).records:
+def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process executing the run: the first engine event that names one (the run
+    worker's "Started process for run", or the in-process executor's)."""
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=5).records:
         data = record.event_log_entry.dagster_event.engine_event_data
-        worker = data.metadata.get("pid") if data else None
-        if worker is not None and str(worker.value).isdigit():
-            return None if alive(int(worker.value)) else f"its run worker (pid {worker.value}) is gone: it was killed mid-run"
+        pid = data.metadata.get("pid") if data else None
+        if pid is not None and str(pid.value).isdigit():
+            return int(pid.value)
+    return None
+
+
+def _gone(instance: dg.DagsterInstance, record: dg.RunRecord, host: str) -> str | None:
+    """Why the process executing this run is known to be gone, or None (alive, elsewhere, unknown)."""
+    run = record.dagster_run
+    if run.status != dg.DagsterRunStatus.STARTED or run.tags.get(HOST_TAG) != host:
+        return None
+    pid = _worker_pid(instance, run.run_id)
+    if pid is None:
+        return None
+    if not alive(pid):
+        return f"the process executing it (pid {pid} on {host}) is gone: it was killed mid-run"
+    began = started_at(pid)
+    if began is not None and record.start_time is not None and began > record.start_time + 5:
+        return f"the process executing it (pid {pid} on {host}) is gone: that pid is another process's now"
     return None
 
 
@@ -66,8 +72,9 @@ def fail_dead_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     host = socket.gethostname()
     ended = []
     for record in instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
-        why = _gone(instance, record.dagster_run, host)
-        if why is not None:
+        why = _gone(instance, record, host)
+        # Read again just before: a run that finished meanwhile must not be turned into a failure.
+        if why is not None and instance.get_run_by_id(record.dagster_run.run_id).status in IN_FLIGHT:
             instance.report_run_failed(record.dagster_run, why)
             ended.append(record.dagster_run.run_id)
     return ended
@@ -81,32 +88,26 @@ def run_in_flight(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun 
 
 
 @dataclass(frozen=True)
-class FailedWindow:
-    window: str
-    run_id: str
-    failures: int  # in a row, the latest included
-    runs: int  # of this window so far, all statuses: numbers the retry's run key
-    retry_at: float  # epoch seconds
+class WindowRuns:
+    """The runs of one window so far, as far as the next request for it is concerned."""
 
-    def run_key(self) -> str:
-        return f"window-{self.window}-run-{self.runs + 1}"
+    latest: dg.RunRecord | None
+    failures: int  # how many of the latest runs, in a row, ended badly
+
+    @property
+    def retry_at(self) -> float:
+        """Epoch seconds before which a window whose runs failed is not requested again."""
+        if not self.failures or self.latest is None:
+            return 0.0
+        ended = self.latest.end_time or self.latest.update_timestamp.timestamp()
+        return ended + min(FIRST_RETRY_SECONDS * 2 ** (self.failures - 1), LONGEST_RETRY_SECONDS)
 
 
-def last_failed_window(instance: dg.DagsterInstance, job_name: str) -> FailedWindow | None:
-    """The window of the job's latest run, if that run failed or was canceled."""
-    latest = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
-    if not latest or latest[0].dagster_run.status not in ENDED_BADLY:
-        return None
-    window = latest[0].dagster_run.tags.get("dagster/partition")
-    if window is None:
-        return None
-    of_window = dg.RunsFilter(job_name=job_name, tags={"dagster/partition": window})
-    history = instance.get_run_records(of_window, limit=20)
+def window_runs(instance: dg.DagsterInstance, job_name: str, window: str) -> WindowRuns:
+    history = instance.get_run_records(dg.RunsFilter(job_name=job_name, tags={"dagster/partition": window}), limit=20)
     failures = 0
     for record in history:
         if record.dagster_run.status not in ENDED_BADLY:
             break
         failures += 1
-    ended = latest[0].end_time or latest[0].update_timestamp.timestamp()
-    wait = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), LONGEST_RETRY_SECONDS)
-    return FailedWindow(window, latest[0].dagster_run.run_id, failures, instance.get_runs_count(of_window), ended + wait)
+    return WindowRuns(history[0] if history else None, failures)

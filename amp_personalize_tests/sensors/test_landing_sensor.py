@@ -37,6 +37,16 @@ def tick(data, instance, cursor=None):
     return landing_sensor(context), context
 
 
+def build(data, instance, window):
+    """What the requested run does: the window's assets, materialized."""
+    amp = AmpResource(data_dir=str(data), grace_seconds=0)
+    assert dg.materialize([raw_events, interactions, impressions], partition_key=window, resources={"amp": amp}, instance=instance).success
+
+
+def just_before(window: str) -> str:
+    return window_key(window_start_ms(window) - 60_000)
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:
@@ -50,12 +60,17 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
         write_segment(data, w, [CLICK])
     write_segment(data, current, [CLICK])
 
-    # One window a tick, oldest first: each must dedupe against the published one before it.
+    # One window at a time, oldest first: each must dedupe against the published one before it.
     first, _ = tick(data, instance)
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
-    assert json.loads(first.cursor) == {"watermark": old}
+    assert first.run_requests[0].tags["amp/host"] == socket.gethostname()  # where a pid of its means something
+    assert json.loads(first.cursor) == {"watermark": just_before(old), "requested": old}  # not past it until built
+    build(data, instance, old)
     result, _ = tick(data, instance, cursor=first.cursor)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
+    build(data, instance, previous)
+    result, _ = tick(data, instance, cursor=result.cursor)
+    assert not result.run_requests
     assert json.loads(result.cursor) == {"watermark": previous}
 
     # A late segment lands in the still-open window: still not requested, and said why.
@@ -71,6 +86,7 @@ def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instan
     write_segment(data, windows_back(2), [CLICK])
     first, _ = tick(data, instance)
     assert len(first.run_requests) == 1
+    build(data, instance, windows_back(2))
     saved = first.cursor
     write_segment(data, windows_back(1), [CLICK])  # a window that settles while we were down
     resumed, _ = tick(data, instance, cursor=saved)
@@ -96,6 +112,7 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
     result, _ = tick(data, instance)
     assert [r.partition_key for r in result.run_requests] == [blocked]
     assert not live.exists()
+    build(data, instance, blocked)
     result, _ = tick(data, instance, cursor=result.cursor)
     assert [r.partition_key for r in result.run_requests] == [later]
 
@@ -129,10 +146,24 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     first, _ = tick(data, instance)
     assert [r.partition_key for r in first.run_requests] == [first_window]
 
-    create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
+    run = create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
     waiting, _ = tick(data, instance, cursor=first.cursor)
     assert not waiting.run_requests
     assert f"window {first_window} is still being processed" in waiting.skip_reason.skip_message
+    assert waiting.cursor == first.cursor
+
+    if status == dg.DagsterRunStatus.NOT_STARTED:
+        # Deleted while queued: requested again, with a key Dagster has not seen (it drops one it has).
+        instance.delete_run(run.run_id)
+        again, _ = tick(data, instance, cursor=first.cursor)
+        assert [(r.run_key, r.partition_key) for r in again.run_requests] == [(f"window-{first_window}-reissued-1", first_window)]
+        again, _ = tick(data, instance, cursor=again.cursor)
+        assert [r.run_key for r in again.run_requests] == [f"window-{first_window}-reissued-2"]
+    else:
+        instance.report_run_failed(run)
+        after, _ = tick(data, instance, cursor=first.cursor)
+        assert not after.run_requests
+        assert f"window {first_window} failed" in after.skip_reason.skip_message
 
 
 def test_a_failed_window_is_run_again_before_any_later_window(tmp_path, instance, monkeypatch):
@@ -146,63 +177,66 @@ def test_a_failed_window_is_run_again_before_any_later_window(tmp_path, instance
     assert [r.run_key for r in first.run_requests] == [f"window-{failing}"]
     run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": failing})
     instance.report_run_failed(run)
+    # Runs of other windows since do not hide it (review): an older one re-run from the UI, and
+    # a failed run of a window that is no partition under today's settings.
+    create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.SUCCESS, tags={"dagster/partition": windows_back(9)})
+    create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.FAILURE, tags={"dagster/partition": "20261126T1630Z"})
 
     waiting, _ = tick(data, instance, cursor=first.cursor)
     assert not waiting.run_requests
     message = waiting.skip_reason.skip_message
     assert f"window {failing} failed (run {run.run_id}, 1 time(s) in a row); it is tried again at" in message
     assert "later windows wait for it" in message
-    assert waiting.cursor == first.cursor
 
     ended = instance.get_run_record_by_id(run.run_id).end_time
     monkeypatch.setattr(time, "time", lambda: ended + 61)  # past the first retry's minute
-    retry, _ = tick(data, instance, cursor=first.cursor)
-    assert [(r.run_key, r.partition_key) for r in retry.run_requests] == [(f"window-{failing}-run-2", failing)]
+    retry, _ = tick(data, instance, cursor=waiting.cursor)
+    assert [(r.run_key, r.partition_key) for r in retry.run_requests] == [(f"window-{failing}-after-{run.run_id}", failing)]
 
     # It fails again: the next try waits twice as long.
     again = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": failing})
     instance.report_run_failed(again)
     ended = instance.get_run_record_by_id(again.run_id).end_time
     monkeypatch.setattr(time, "time", lambda: ended + 61)
-    assert "2 time(s) in a row" in tick(data, instance, cursor=first.cursor)[0].skip_reason.skip_message
+    assert "2 time(s) in a row" in tick(data, instance, cursor=retry.cursor)[0].skip_reason.skip_message
     monkeypatch.setattr(time, "time", lambda: ended + 121)
-    assert [r.run_key for r in tick(data, instance, cursor=first.cursor)[0].run_requests] == [f"window-{failing}-run-3"]
+    assert [r.run_key for r in tick(data, instance, cursor=retry.cursor)[0].run_requests] == [f"window-{failing}-after-{again.run_id}"]
 
     # Built at last (here by `process`): the later window goes next.
     monkeypatch.undo()
-    amp = AmpResource(data_dir=str(data), grace_seconds=0)
-    assert dg.materialize([raw_events, interactions, impressions], partition_key=failing, resources={"amp": amp}, instance=instance).success
-    after, _ = tick(data, instance, cursor=first.cursor)
+    build(data, instance, failing)
+    after, _ = tick(data, instance, cursor=retry.cursor)
     assert [r.partition_key for r in after.run_requests] == [later]
 
 
-def test_a_run_whose_process_was_killed_does_not_hold_the_windows_back(tmp_path, instance):
+def test_runs_whose_process_is_gone_are_marked_failed_and_live_ones_are_not(tmp_path, instance):
     """QA: `process` SIGKILLed mid-run left its run STARTED, and the sensor waited for it for hours."""
     data = tmp_path / "data"
     window = windows_back(3)
     write_segment(data, window, [CLICK])
     dead = subprocess.Popen(["true"])
     dead.wait()
-    tags = {"dagster/partition": window, "amp/host": socket.gethostname(), "amp/pid": str(dead.pid)}
-    killed = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags=tags)
-    alive = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
-                                tags={**tags, "amp/pid": str(os.getpid())})
+    here = {"dagster/partition": window, "amp/host": socket.gethostname()}
 
-    # Launched by the daemon: the run worker's engine event names its pid.
-    worker_killed = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
-                                        tags={"dagster/partition": window})
-    instance.report_engine_event(f"Started process for run (pid: {dead.pid}).", worker_killed, EngineEventData.in_process(dead.pid))
-    worker_alive = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
-                                       tags={"dagster/partition": window})
-    instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", worker_alive, EngineEventData.in_process(os.getpid()))
+    def started(pid, tags=here):
+        """A STARTED run whose executing process (its first engine event says) has this pid."""
+        run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags=tags)
+        instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+        return run
+
+    killed, live = started(dead.pid), started(os.getpid())
+    # Re-executed from the UI, a run copies its parent's tags (review): judged by its own pid.
+    reexecuted = started(os.getpid(), tags={**here, "dagster/parent_run_id": killed.run_id})
+    elsewhere = started(dead.pid, tags={**here, "amp/host": "another-host"})  # a pid there means nothing here
+    untagged = started(dead.pid, tags={"dagster/partition": window})
 
     waiting, _ = tick(data, instance)
     assert f"window {window} is still being processed" in waiting.skip_reason.skip_message  # the live ones
-    status = {run.run_id: instance.get_run_by_id(run.run_id).status for run in (killed, alive, worker_killed, worker_alive)}
-    assert status == {
-        killed.run_id: dg.DagsterRunStatus.FAILURE, alive.run_id: dg.DagsterRunStatus.STARTED,
-        worker_killed.run_id: dg.DagsterRunStatus.FAILURE, worker_alive.run_id: dg.DagsterRunStatus.STARTED,
-    }
+    status = {name: instance.get_run_by_id(run.run_id).status.value
+              for name, run in dict(killed=killed, live=live, reexecuted=reexecuted, elsewhere=elsewhere, untagged=untagged).items()}
+    assert status == dict(killed="FAILURE", live="STARTED", reexecuted="STARTED", elsewhere="STARTED", untagged="STARTED")
+    [failure] = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert f"(pid {dead.pid} on {socket.gethostname()}) is gone" in failure.dagster_event.message
 
 
 def test_grace_period_and_empty_landing(tmp_path):
