@@ -96,12 +96,21 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     return cached.success, trained_meta
 
 
+def _step_errors(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {
+        event.step_failure_data.error.cls_name if event.step_failure_data.error is not None else ""
+        for event in result.get_step_failure_events()
+    }
+
+
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """Whether Ctrl-C ended the run: Dagster turns it into a failed step and returns."""
-    return any(
-        event.step_failure_data.error is not None and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
-        for event in result.get_step_failure_events()
-    )
+    return "DagsterExecutionInterruptedError" in _step_errors(result)
+
+
+def _kept_out(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run failed only because blocking checks kept data out of the lake."""
+    return _step_errors(result) == {"DagsterAssetCheckFailedError"}
 
 
 def _latest_success(instance: dg.DagsterInstance, job_name: str) -> float | None:
@@ -145,11 +154,9 @@ def process_once(
             report.windows.append(window)
             continue
         report.failed.append(window)
-        built = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
-        if is_due(settings.landing_dir, settings.lake_dir, window, built):
+        if not _kept_out(result):  # a window whose checks kept its data out is done: the checks decided
             # Oldest first, as the sensor does: a later window built now would keep its copies of
             # the Amplitude retries that crossed the edge, and this one its originals once fixed.
-            # (A window whose checks kept its data out is done: the checks decided.)
             if later := due[i + 1 :]:
                 report.waiting.append(
                     f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
