@@ -17,7 +17,7 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
-from amp_personalize.sensors.window_runs import fail_dead_runs, host_tags
+from amp_personalize.sensors.window_runs import fail_dead_runs, host_tags, run_in_flight
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings, SettingsError
 
@@ -113,16 +113,20 @@ def _kept_out(result: dg.ExecuteInProcessResult) -> bool:
     return _step_errors(result) == {"DagsterAssetCheckFailedError"}
 
 
-def _latest_success(instance: dg.DagsterInstance, job_name: str) -> float | None:
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
-    return (records[0].end_time or 0.0) if records else None
+def _when(record: dg.RunRecord, moment: str) -> float:
+    at = getattr(record, moment)
+    return at if at is not None else record.update_timestamp.timestamp()
 
 
 def _scores_behind(instance: dg.DagsterInstance, window_job: str) -> bool:
-    """Whether user_item_scores misses a window built since its last refresh (one interrupted or
-    failed after its windows were built: the next pass has no new window to trigger it)."""
-    window, scores = _latest_success(instance, window_job), _latest_success(instance, "refresh_user_item_scores")
-    return window is not None and (scores is None or scores < window)
+    """Whether no successful user_item_scores refresh started after the latest window was built
+    (one interrupted or failed after its windows: the next pass has no new window to trigger it)."""
+    success = [dg.DagsterRunStatus.SUCCESS]
+    window = instance.get_run_records(dg.RunsFilter(job_name=window_job, statuses=success), limit=1)
+    scores = instance.get_run_records(dg.RunsFilter(job_name="refresh_user_item_scores", statuses=success), limit=1)
+    if not window:
+        return False
+    return not scores or _when(scores[0], "start_time") < _when(window[0], "end_time")
 
 
 def process_once(
@@ -144,17 +148,28 @@ def process_once(
     due = plan.ready if rebuild else [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
-    for job in (window_job.name, "refresh_user_item_scores"):
-        fail_dead_runs(instance, job)  # a killed `process` left them STARTED, and the sensor waiting
+    fail_dead_runs(instance, "refresh_user_item_scores")
+    busy = run_in_flight(instance, window_job.name)  # fails this host's dead window runs first
+    if busy is not None and due:
+        # The daemon's: windows run one at a time, oldest first, whoever runs them.
+        report.waiting.append(
+            f"window {busy.tags.get('dagster/partition', '?')} is being processed by run {busy.run_id}; "
+            f"{len(due)} window(s) ({due[0]} to {due[-1]}) wait for it: run `process` again when it is done"
+        )
+        due = []
+    touched = False  # a window published something: built, or kept partly out by its checks
     for i, window in enumerate(due):
         result = window_job.execute_in_process(partition_key=window, tags=host_tags(), **run)
         if _interrupted(result):
             raise KeyboardInterrupt(window)
         if result.success:
             report.windows.append(window)
+            touched = True
             continue
         report.failed.append(window)
-        if not _kept_out(result):  # a window whose checks kept its data out is done: the checks decided
+        if _kept_out(result):  # done: its checks decided what to keep out
+            touched = True
+        else:
             # Oldest first, as the sensor does: a later window built now would keep its copies of
             # the Amplitude retries that crossed the edge, and this one its originals once fixed.
             if later := due[i + 1 :]:
@@ -162,7 +177,7 @@ def process_once(
                     f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
                 )
             break
-    if report.windows or _scores_behind(instance, window_job.name):
+    if touched or _scores_behind(instance, window_job.name):
         scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=host_tags(), **run)
         if _interrupted(scores):
             raise KeyboardInterrupt("user_item_scores")

@@ -77,16 +77,21 @@ def is_due(landing_dir: Path, lake_dir: Path, window: str, built: set[str]) -> b
 def _state(lake_dir: Path, dataset: str, window: str, built_since: float = 0.0) -> str:
     """"published", "rejected" (its latest build was kept out by a blocking check) or "missing".
 
-    A rejection older than the published file, or than `built_since` (the window's raw_events
-    file, which every build of the others follows), is an earlier build's: superseded.
+    Every build writes raw_events first: a file older than `built_since` (the window's
+    raw_events file) is an earlier build's. Such a rejection is superseded, and such a published
+    file is as good as missing (its build failed after raw_events, say on a full disk, and left
+    it without the events of the segments raw_events now holds). Of the latest build's two
+    files, the newer decides.
     """
-    published, rejected = partition_path(lake_dir, dataset, window), rejected_path(lake_dir, dataset, window)
-    rejected_at = rejected.stat().st_mtime if rejected.exists() else None
-    if rejected_at is not None and rejected_at < built_since:
-        rejected_at = None
-    if published.exists() and (rejected_at is None or published.stat().st_mtime >= rejected_at):
+    def since_build(path: Path) -> float | None:
+        written = path.stat().st_mtime if path.exists() else None
+        return written if written is not None and written >= built_since else None
+
+    published = since_build(partition_path(lake_dir, dataset, window))
+    rejected = since_build(rejected_path(lake_dir, dataset, window))
+    if published is not None and (rejected is None or published >= rejected):
         return "published"
-    return "missing" if rejected_at is None else "rejected"
+    return "missing" if rejected is None else "rejected"
 
 
 def _files_missing(lake_dir: Path, window: str) -> bool:

@@ -27,19 +27,15 @@ from amp_personalize.sensors.window_runs import (
 __all__ = ["landing_sensor", "run_in_flight", "scores_after_window"]
 
 
-def run_key(window: str, runs: WindowRuns, cursor: dict) -> tuple[str, dict]:
-    """The request's run key, and what the cursor keeps to make the next one unique.
+def run_key(window: str, runs: WindowRuns) -> str:
+    """`window-<W>` the first time; after a run, `window-<W>-after-<its run id>`: one request per
+    run of the window, so a retry is never taken for a repeat of the request before it."""
+    return f"window-{window}" if runs.latest is None else f"window-{window}-after-{runs.latest.dagster_run.run_id}"
 
-    `window-<W>` the first time; after a run, `window-<W>-after-<its run id>` (one request per
-    run, whatever runs are deleted later). A window requested before that has no run now (its
-    run deleted while queued) gets a numbered key: Dagster drops a request whose key it has seen.
-    """
-    if runs.latest is not None:
-        return f"window-{window}-after-{runs.latest.dagster_run.run_id}", {}
-    if cursor.get("requested") != window:
-        return f"window-{window}", {}
-    again = cursor.get("reissued", 0) + 1
-    return f"window-{window}-reissued-{again}", {"reissued": again}
+
+# Cursors of this version never pass a window not built; an older one passed each window it
+# requested, built or not, and is read from the start once (built windows are passed over).
+CURSOR_VERSION = 2
 
 
 def _at(epoch: float) -> str:
@@ -56,7 +52,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
     settings = amp.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    plan = plan_now(settings, watermark=cursor.get("watermark"))
+    watermark = cursor.get("watermark") if cursor.get("v") == CURSOR_VERSION else None
+    plan = plan_now(settings, watermark=watermark)
     for _, why in plan.waiting:
         context.log.info(why)
     # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
@@ -69,7 +66,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         why = "; ".join(reason for _, reason in plan.waiting) or "no new landing windows"
         if plan.ready:
             why = f"{len(plan.ready)} ready window(s) ({plan.ready[0]} to {plan.ready[-1]}) were built already; {why}"
-        new_cursor = json.dumps({"watermark": plan.watermark}) if plan.watermark else context.cursor
+        new_cursor = json.dumps({"watermark": plan.watermark, "v": CURSOR_VERSION}) if plan.watermark else context.cursor
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=new_cursor)
     oldest = ready[0]
     # The watermark never passes a window that is not built: one whose run fails is the oldest
@@ -77,20 +74,17 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     # window built first would keep its copies of the Amplitude retries that crossed the edge,
     # and the failed one its originals).
     just_before = window_key(window_start_ms(oldest) - 60_000)
-    state = {"watermark": max(filter(None, [cursor.get("watermark"), just_before]))}
+    state = json.dumps({"watermark": max(filter(None, [watermark, just_before])), "v": CURSOR_VERSION})
     runs = window_runs(context.instance, window_job.name, oldest)
     if time.time() < runs.retry_at:
-        state |= {k: v for k, v in cursor.items() if k in ("requested", "reissued")}
         why = (
             f"window {oldest} failed (run {runs.latest.dagster_run.run_id}, {runs.failures} time(s) in a row); "
             f"it is tried again at {_at(runs.retry_at)}, and later windows wait for it (windows run oldest first)"
         )
-        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=json.dumps(state))
-    key, extra = run_key(oldest, runs, cursor)
-    state |= {"requested": oldest, **extra}
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=state)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=key, partition_key=oldest, tags=host_tags())],
-        cursor=json.dumps(state),
+        run_requests=[dg.RunRequest(run_key=run_key(oldest, runs), partition_key=oldest, tags=host_tags())],
+        cursor=state,
     )
 
 

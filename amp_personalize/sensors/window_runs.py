@@ -47,15 +47,18 @@ def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 def _gone(instance: dg.DagsterInstance, record: dg.RunRecord, host: str) -> str | None:
     """Why the process executing this run is known to be gone, or None (alive, elsewhere, unknown)."""
     run = record.dagster_run
-    if run.status != dg.DagsterRunStatus.STARTED or run.tags.get(HOST_TAG) != host:
+    # Untagged (launched from the UI, a backfill, an earlier version): under the default
+    # launcher it ran on the code server's host, which is where sensors run too.
+    default_host = host if isinstance(instance.run_launcher, dg.DefaultRunLauncher) else None
+    if run.status != dg.DagsterRunStatus.STARTED or run.tags.get(HOST_TAG, default_host) != host:
         return None
     pid = _worker_pid(instance, run.run_id)
     if pid is None:
         return None
     if not alive(pid):
         return f"the process executing it (pid {pid} on {host}) is gone: it was killed mid-run"
-    began = started_at(pid)
-    if began is not None and record.start_time is not None and began > record.start_time + 5:
+    began = started_at(pid)  # a minute's margin: the wall clock may be stepped (NTP, a VM resumed)
+    if began is not None and record.start_time is not None and began > record.start_time + 60:
         return f"the process executing it (pid {pid} on {host}) is gone: that pid is another process's now"
     return None
 

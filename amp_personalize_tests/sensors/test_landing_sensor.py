@@ -64,21 +64,21 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
     first, _ = tick(data, instance)
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
     assert first.run_requests[0].tags["amp/host"] == socket.gethostname()  # where a pid of its means something
-    assert json.loads(first.cursor) == {"watermark": just_before(old), "requested": old}  # not past it until built
+    assert json.loads(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
     build(data, instance, old)
     result, _ = tick(data, instance, cursor=first.cursor)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
     build(data, instance, previous)
     result, _ = tick(data, instance, cursor=result.cursor)
     assert not result.run_requests
-    assert json.loads(result.cursor) == {"watermark": previous}
+    assert json.loads(result.cursor) == {"watermark": previous, "v": 2}
 
     # A late segment lands in the still-open window: still not requested, and said why.
     write_segment(data, current, [CLICK], name="0000000000009-late-000001")
     again, _ = tick(data, instance, cursor=result.cursor)
     assert not again.run_requests
     assert f"window {current} is open until" in again.skip_reason.skip_message
-    assert json.loads(again.cursor) == {"watermark": previous}
+    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
 
 
 def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instance):
@@ -153,12 +153,10 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     assert waiting.cursor == first.cursor
 
     if status == dg.DagsterRunStatus.NOT_STARTED:
-        # Deleted while queued: requested again, with a key Dagster has not seen (it drops one it has).
+        # Deleted while queued: requested again (Dagster drops a request only while a run with its key exists).
         instance.delete_run(run.run_id)
         again, _ = tick(data, instance, cursor=first.cursor)
-        assert [(r.run_key, r.partition_key) for r in again.run_requests] == [(f"window-{first_window}-reissued-1", first_window)]
-        again, _ = tick(data, instance, cursor=again.cursor)
-        assert [r.run_key for r in again.run_requests] == [f"window-{first_window}-reissued-2"]
+        assert [(r.run_key, r.partition_key) for r in again.run_requests] == [(f"window-{first_window}", first_window)]
     else:
         instance.report_run_failed(run)
         after, _ = tick(data, instance, cursor=first.cursor)
@@ -228,15 +226,44 @@ def test_runs_whose_process_is_gone_are_marked_failed_and_live_ones_are_not(tmp_
     # Re-executed from the UI, a run copies its parent's tags (review): judged by its own pid.
     reexecuted = started(os.getpid(), tags={**here, "dagster/parent_run_id": killed.run_id})
     elsewhere = started(dead.pid, tags={**here, "amp/host": "another-host"})  # a pid there means nothing here
+    # Launched from the UI, a backfill, an earlier version: under the default launcher, run here.
     untagged = started(dead.pid, tags={"dagster/partition": window})
 
     waiting, _ = tick(data, instance)
     assert f"window {window} is still being processed" in waiting.skip_reason.skip_message  # the live ones
     status = {name: instance.get_run_by_id(run.run_id).status.value
               for name, run in dict(killed=killed, live=live, reexecuted=reexecuted, elsewhere=elsewhere, untagged=untagged).items()}
-    assert status == dict(killed="FAILURE", live="STARTED", reexecuted="STARTED", elsewhere="STARTED", untagged="STARTED")
+    assert status == dict(killed="FAILURE", live="STARTED", reexecuted="STARTED", elsewhere="STARTED", untagged="FAILURE")
     [failure] = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert f"(pid {dead.pid} on {socket.gethostname()}) is gone" in failure.dagster_event.message
+
+
+def test_a_cursor_saved_before_it_kept_windows_unbuilt_is_read_from_the_start(tmp_path, instance):
+    """Review: the previous version's cursor passed each window it requested, built or not; a
+    window whose run failed then was never looked at again."""
+    data = tmp_path / "data"
+    failed, later = windows_back(3), windows_back(2)
+    write_segment(data, failed, [CLICK])
+    write_segment(data, later, [CLICK])
+    run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": failed})
+    instance.report_run_failed(run)
+    result, _ = tick(data, instance, cursor=json.dumps({"watermark": failed}))
+    assert not result.run_requests
+    assert f"window {failed} failed" in result.skip_reason.skip_message
+
+
+def test_a_rebuild_that_failed_after_raw_events_is_run_again(tmp_path, instance):
+    """Review: raw_events rebuilt with a late segment, then interactions failed: the old
+    interactions file counted as built, and the window never got the late events."""
+    data = tmp_path / "data"
+    window = windows_back(3)
+    write_segment(data, window, [CLICK])
+    build(data, instance, window)
+    assert not tick(data, instance)[0].run_requests
+    write_segment(data, window, [CLICK], name="0000000000009-late-000001")  # sealed after the build
+    amp = AmpResource(data_dir=str(data), grace_seconds=0)
+    assert dg.materialize([raw_events], partition_key=window, resources={"amp": amp}, instance=instance).success
+    assert [r.partition_key for r in tick(data, instance)[0].run_requests] == [window]
 
 
 def test_grace_period_and_empty_landing(tmp_path):
@@ -334,6 +361,23 @@ def test_windows_already_built_by_process_are_passed_over_not_built_again(tmp_pa
     again, _ = tick(data, instance)  # a cursor lost as well: everything ready is built
     assert not again.run_requests
     assert again.skip_reason.skip_message.startswith(f"2 ready window(s) ({old} to {previous}) were built already")
-    assert json.loads(again.cursor) == {"watermark": previous}
+    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
     write_segment(data, old, [CLICK], name="0000000000009-late-000001")  # a segment its build did not read
     assert [r.partition_key for r in tick(data, instance)[0].run_requests] == [old]
+
+
+def test_process_waits_for_a_window_run_the_daemon_has_in_flight(tmp_path, instance):
+    """Review: `process` built windows while the daemon's run of an earlier one was going."""
+    from amp_personalize.process import process_once
+
+    data = tmp_path / "data"
+    write_segment(data, windows_back(3), [CLICK])
+    busy = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED,
+                               tags={"dagster/partition": windows_back(4), "amp/host": socket.gethostname()})
+    instance.report_engine_event("Started process for run", busy, EngineEventData.in_process(os.getpid()))
+    report = process_once(AmpResource(data_dir=str(data), grace_seconds=0).settings(), False, instance)
+    assert report.windows == [] and report.failed == []
+    assert report.waiting == [
+        f"window {windows_back(4)} is being processed by run {busy.run_id}; 1 window(s) ({windows_back(3)} to {windows_back(3)}) "
+        "wait for it: run `process` again when it is done"
+    ]
