@@ -20,7 +20,11 @@ from amp_personalize.jobs import (
     window_job,
 )
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.landing_sensor import landing_sensor, scores_after_window
+from amp_personalize.sensors.landing_sensor import (
+    landing_sensor,
+    scores_after_kept_out_window,
+    scores_after_window,
+)
 from amp_personalize.sensors.personalize_sensor import personalize_events_sensor
 from amp_personalize.sensors.training import caches_after_training, retraining_schedule
 from amp_personalize.settings import Settings
@@ -38,7 +42,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         + ([personalize_events] if live else []),
         jobs=[window_job, scores_job, retrain_job, caches_job] + ([push_job] if live else []),
         schedules=[retraining_schedule],
-        sensors=[landing_sensor, scores_after_window, caches_after_training] + ([personalize_events_sensor] if live else []),
+        sensors=[landing_sensor, scores_after_window, scores_after_kept_out_window, caches_after_training] + ([personalize_events_sensor] if live else []),
         resources={
             "amp": AmpResource.from_settings(settings),
             "personalize": PersonalizeResource.from_settings(settings.personalize),

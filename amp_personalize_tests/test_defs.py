@@ -16,7 +16,7 @@ def test_definitions_load_with_every_asset_check_and_sensor():
     assert {asset for asset, _ in checks} == {
         "raw_events", "interactions", "impressions", "user_item_scores", "recommender_model", "recommendations", "similar_items",
     }
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "scores_after_window", "caches_after_training"}
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "scores_after_window", "scores_after_kept_out_window", "caches_after_training"}
     assert defs.resolve_job_def("process_window").partitions_def is not None
     defs.resolve_all_job_defs()
 

@@ -24,7 +24,7 @@ from amp_personalize.sensors.window_runs import (
     window_runs,
 )
 
-__all__ = ["landing_sensor", "run_in_flight", "scores_after_window"]
+__all__ = ["landing_sensor", "run_in_flight", "scores_after_kept_out_window", "scores_after_window"]
 
 
 def run_key(window: str, runs: WindowRuns) -> str:
@@ -92,6 +92,15 @@ def _built(context: dg.SensorEvaluationContext) -> set[str]:
     return context.instance.get_materialized_partitions(dg.AssetKey("raw_events"))
 
 
+def _refresh_scores(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    """Once: a refresh still waiting to start will read this window too, so another would only
+    queue behind it (with short windows they piled up, each reading every window)."""
+    waiting = context.instance.get_run_records(dg.RunsFilter(job_name=scores_job.name, statuses=NOT_YET_STARTED), limit=1)
+    if waiting:
+        return dg.SkipReason(f"refresh {waiting[0].dagster_run.run_id} has not started yet; it reads this window too")
+    return dg.RunRequest(run_key=f"scores-after-{context.dagster_run.run_id}")
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[window_job],
@@ -99,12 +108,15 @@ def _built(context: dg.SensorEvaluationContext) -> set[str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def scores_after_window(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
-    """Every processed window refreshes the aggregate that reads all windows.
+    """Every processed window refreshes the aggregate that reads all windows."""
+    return _refresh_scores(context)
 
-    Once: a refresh still waiting to start will read this window too, so another would only
-    queue behind it (with short windows they piled up, each reading every window).
-    """
-    waiting = context.instance.get_run_records(dg.RunsFilter(job_name=scores_job.name, statuses=NOT_YET_STARTED), limit=1)
-    if waiting:
-        return dg.SkipReason(f"refresh {waiting[0].dagster_run.run_id} has not started yet; it reads this window too")
-    return dg.RunRequest(run_key=f"scores-after-{context.dagster_run.run_id}")
+
+@dg.run_failure_sensor(monitored_jobs=[window_job], request_job=scores_job, default_status=dg.DefaultSensorStatus.RUNNING)
+def scores_after_kept_out_window(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
+    """A window run that failed only because blocking checks kept part of it out published the
+    rest (say its interactions, with its impressions kept out): the aggregate reads that too."""
+    errors = {e.step_failure_data.error.cls_name if e.step_failure_data.error else "" for e in context.get_step_failure_events()}
+    if errors != {"DagsterAssetCheckFailedError"}:
+        return dg.SkipReason("the run failed, not only its blocking checks: nothing new was published")
+    return _refresh_scores(context)

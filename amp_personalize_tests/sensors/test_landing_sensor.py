@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 import dagster as dg
+import polars as pl
 import pytest
 from dagster._core.events import EngineEventData
 from dagster._core.test_utils import create_run_for_test
@@ -381,3 +382,35 @@ def test_process_waits_for_a_window_run_the_daemon_has_in_flight(tmp_path, insta
         f"window {windows_back(4)} is being processed by run {busy.run_id}; 1 window(s) ({windows_back(3)} to {windows_back(3)}) "
         "wait for it: run `process` again when it is done"
     ]
+
+
+@pytest.mark.parametrize("failure", ["checks only", "an error"])
+def test_a_window_run_its_checks_failed_still_refreshes_the_scores(tmp_path, instance, monkeypatch, failure):
+    """Review: a window whose impressions were kept out had its interactions published, and
+    only a successful window run refreshed the scores."""
+    import amp_personalize.assets.interactions as interactions_module
+    from amp_personalize.sensors.landing_sensor import scores_after_kept_out_window
+
+    data = tmp_path / "data"
+    shown = {"event_type": "initial_impression", "user_id": "u", "uuid": "i", "event_properties": {"items_shown": ["d1", "d2"]}}
+    write_segment(data, windows_back(3), [{**CLICK, "uuid": "a"}, shown])
+    real = interactions_module.build_impressions
+    if failure == "checks only":  # an impression without a user: kept out by no_null_ids
+        broken = lambda raw, w: real(raw, w).with_columns(pl.lit(None, dtype=pl.String).alias("user_id"))  # noqa: E731
+    else:
+        def broken(raw, w):
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(interactions_module, "build_impressions", broken)
+    amp = AmpResource(data_dir=str(data), grace_seconds=0)
+    result = defs.resolve_job_def("process_window").execute_in_process(
+        partition_key=windows_back(3), resources={"amp": amp}, instance=instance, raise_on_error=False)
+    assert not result.success
+    [event] = [e.dagster_event for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="scores_after_kept_out_window", dagster_event=event, dagster_instance=instance,
+        dagster_run=result.dagster_run).for_run_failure()
+    answer = scores_after_kept_out_window(context)
+    if failure == "checks only":
+        assert answer.run_key == f"scores-after-{result.run_id}"
+    else:
+        assert answer.skip_message == "the run failed, not only its blocking checks: nothing new was published"
