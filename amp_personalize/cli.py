@@ -64,6 +64,8 @@ def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
     """
     import dagster as dg
 
+    from amp_personalize.sensors.window_runs import CHECKS_FAILED
+
     tags = {"dagster/partition": partition} if partition else None
     records = instance.get_run_records(
         dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE], tags=tags), limit=1
@@ -76,7 +78,7 @@ def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
         error = entry.dagster_event.step_failure_data.error
         while error is not None and error.cause is not None:  # the user code's own exception
             error = error.cause
-        if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+        if error is not None and error.cls_name == CHECKS_FAILED:
             checks = checks or _blocking_checks_failed(instance, run_id, partition)  # the run's, once
             continue
         message = error.message.strip().splitlines()[0] if error is not None and error.message.strip() else "failed"

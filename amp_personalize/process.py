@@ -17,7 +17,14 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
 from amp_personalize.sensors.training import why_no_caches
-from amp_personalize.sensors.window_runs import fail_dead_runs, host_tags, run_in_flight
+from amp_personalize.sensors.window_runs import (
+    INTERRUPTED,
+    fail_dead_runs,
+    host_tags,
+    only_checks_failed,
+    run_in_flight,
+    step_errors,
+)
 from amp_personalize.services import dagster_home
 from amp_personalize.settings import Settings, SettingsError
 
@@ -96,21 +103,9 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     return cached.success, trained_meta
 
 
-def _step_errors(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {
-        event.step_failure_data.error.cls_name if event.step_failure_data.error is not None else ""
-        for event in result.get_step_failure_events()
-    }
-
-
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """Whether Ctrl-C ended the run: Dagster turns it into a failed step and returns."""
-    return "DagsterExecutionInterruptedError" in _step_errors(result)
-
-
-def _kept_out(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether the run failed only because blocking checks kept data out of the lake."""
-    return _step_errors(result) == {"DagsterAssetCheckFailedError"}
+    return INTERRUPTED in step_errors(result.get_step_failure_events())
 
 
 def _when(record: dg.RunRecord, moment: str) -> float:
@@ -167,7 +162,7 @@ def process_once(
             touched = True
             continue
         report.failed.append(window)
-        if _kept_out(result):  # done: its checks decided what to keep out
+        if only_checks_failed(result.get_step_failure_events()):  # done: its checks decided what to keep out
             touched = True
         else:
             # Oldest first, as the sensor does: a later window built now would keep its copies of

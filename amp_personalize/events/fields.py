@@ -22,10 +22,6 @@ TIME_STRING_FIELDS = ("event_time", "client_event_time", "server_received_time")
 # overflows where a check shows examples (year 10000 failed a whole window).
 MIN_EPOCH_MS = 10**11
 MAX_EPOCH_MS = 10**14
-
-
-def _plausible(ms: float) -> bool:
-    return MIN_EPOCH_MS <= ms < MAX_EPOCH_MS
 # orjson parses 1024 levels of objects and lists but serializes only 254, and a landed line wraps
 # the event in one more object: an event may be this deep, itself included. A test pins it.
 MAX_EVENT_DEPTH = 253
@@ -39,6 +35,10 @@ def nested_too_deeply(where: str) -> EventShapeError:
     return EventShapeError(
         f"{where} is nested too deeply: at most {MAX_EVENT_DEPTH} levels of objects and lists, the event itself included"
     )
+
+
+def _plausible(ms: float) -> bool:
+    return MIN_EPOCH_MS <= ms < MAX_EPOCH_MS
 
 
 def _id(value: object) -> str | None:

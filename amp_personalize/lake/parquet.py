@@ -1,7 +1,7 @@
 """Writing and reading lake tables: one parquet file per partition, replaced atomically.
 
 A reader sees the old file or the new one, never half of either; a run killed mid-write leaves
-only a temp file, which the next write of that partition replaces.
+only a temp file, which the next write of that partition removes.
 """
 
 from __future__ import annotations

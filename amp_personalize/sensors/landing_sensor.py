@@ -7,7 +7,6 @@ copies of an Amplitude retry that crossed the window edge, and both would keep i
 
 import json
 import time
-from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -15,11 +14,12 @@ from amp_personalize.assets.raw_events import is_due
 from amp_personalize.events.windows import window_key, window_start_ms
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.plan import plan_now
+from amp_personalize.sensors.plan import plan_now, utc_time
 from amp_personalize.sensors.window_runs import (
     NOT_YET_STARTED,
     WindowRuns,
     host_tags,
+    only_checks_failed,
     run_in_flight,
     window_runs,
 )
@@ -36,10 +36,6 @@ def run_key(window: str, runs: WindowRuns) -> str:
 # Cursors of this version never pass a window not built; an older one passed each window it
 # requested, built or not, and is read from the start once (built windows are passed over).
 CURSOR_VERSION = 2
-
-
-def _at(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
 
 
 @dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -79,7 +75,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     if time.time() < runs.retry_at:
         why = (
             f"window {oldest} failed (run {runs.latest.dagster_run.run_id}, {runs.failures} time(s) in a row); "
-            f"it is tried again at {_at(runs.retry_at)}, and later windows wait for it (windows run oldest first)"
+            f"it is tried again at {utc_time(int(runs.retry_at * 1000))}, and later windows wait for it (windows run oldest first)"
         )
         return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=state)
     return dg.SensorResult(
@@ -116,7 +112,6 @@ def scores_after_window(context: dg.RunStatusSensorContext) -> dg.RunRequest | d
 def scores_after_kept_out_window(context: dg.RunFailureSensorContext) -> dg.RunRequest | dg.SkipReason:
     """A window run that failed only because blocking checks kept part of it out published the
     rest (say its interactions, with its impressions kept out): the aggregate reads that too."""
-    errors = {e.step_failure_data.error.cls_name if e.step_failure_data.error else "" for e in context.get_step_failure_events()}
-    if errors != {"DagsterAssetCheckFailedError"}:
+    if not only_checks_failed(context.get_step_failure_events()):
         return dg.SkipReason("the run failed, not only its blocking checks: nothing new was published")
     return _refresh_scores(context)

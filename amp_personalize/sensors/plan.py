@@ -28,7 +28,7 @@ class WindowPlan:
     watermark: str | None = None  # the newest window that needs no further look
 
 
-def _iso(ms: int) -> str:
+def utc_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -68,10 +68,10 @@ def plan_windows(
         closes = window_start_ms(window) + width
         settled = closes + int(grace_seconds * 1000)
         if now_ms < closes and not include_open:
-            plan.waiting.append((window, f"window {window} is open until {_iso(closes)}"))
+            plan.waiting.append((window, f"window {window} is open until {utc_time(closes)}"))
             break
         if now_ms < settled and not include_open:
-            plan.waiting.append((window, f"window {window} closed; grace period until {_iso(settled)}"))
+            plan.waiting.append((window, f"window {window} closed; grace period until {utc_time(settled)}"))
             break
         left_open = []
         if open_segments(landing_dir, window):
@@ -91,7 +91,7 @@ def plan_windows(
     if before_start:
         plan.waiting.insert(0, (before_start[0], (
             f"{len(before_start)} landing window(s) ({_span(before_start)}) begin before AMP_PARTITIONS_START "
-            f"({_iso(partitions_start_ms)}), so they have no partition and are not processed; "
+            f"({utc_time(partitions_start_ms)}), so they have no partition and are not processed; "
             "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up (the sensor has moved past them)"
         )))
     if other_width:

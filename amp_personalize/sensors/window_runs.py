@@ -5,6 +5,7 @@ must be run again before any later one, and a run whose process died must not st
 """
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -27,6 +28,21 @@ LONGEST_RETRY_SECONDS = 3600
 # Where a run executes: `amp-personalize process` runs its own, the sensor's run on the code
 # server's host under the default launcher. A process id means something only there.
 HOST_TAG = "amp/host"
+
+
+# Why a step failed, by the class of its error, for what comes after the run.
+CHECKS_FAILED = "DagsterAssetCheckFailedError"  # blocking checks kept its data out (in _rejected)
+INTERRUPTED = "DagsterExecutionInterruptedError"  # Ctrl-C
+
+
+def step_errors(step_failures: Iterable[dg.DagsterEvent]) -> set[str]:
+    """The classes of the errors that failed a run's steps (the STEP_FAILURE events)."""
+    return {e.step_failure_data.error.cls_name if e.step_failure_data.error else "" for e in step_failures}
+
+
+def only_checks_failed(step_failures: Iterable[dg.DagsterEvent]) -> bool:
+    """Whether blocking checks alone failed the run: the window is done, what passed them published."""
+    return step_errors(step_failures) == {CHECKS_FAILED}
 
 
 def host_tags() -> dict[str, str]:
