@@ -271,6 +271,11 @@ def main() -> None:
     )
     print(f"{'read + writes only':<28} {n / read_and_writes:>10,.0f} {read_and_writes:>8.2f}")
     print("\npipeline steps (median s): " + ", ".join(f"{s} {v:.2f}" for s, v in steps.items()) + f"; writes total {writes:.2f}")
+    # What each ratio target asks of the pipeline, beside what its read and writes alone take.
+    print(f"\n6x per-event needs the whole pipeline within {n / (6 * rate['per-event']):.2f}s; "
+          f"the read-only pass alone took {med['read-only']['seconds']:.2f}s")
+    print(f"0.7 of read-only needs the whole pipeline within {med['read-only']['seconds'] / 0.7:.2f}s; "
+          f"its read and writes alone took {read_and_writes:.2f}s")
 
     values = {
         "pipeline events/s": rate["pipeline"],
