@@ -234,7 +234,12 @@ def train() -> None:
     from amp_personalize.process import train_once
 
     with _instance(settings) as instance:
-        ok, meta = train_once(settings, instance)
+        try:
+            ok, meta = train_once(settings, instance)
+        except KeyboardInterrupt as stopped:
+            during = f" {stopped.args[0]}" if stopped.args else ""
+            click.echo(f"interrupted{during}; `amp-personalize train` again trains a new one", err=True)
+            sys.exit(130)
         if not meta:
             failed = _failed_run(instance, "retrain")
         elif not ok:
@@ -258,6 +263,8 @@ def train() -> None:
         click.echo(f"caches not refreshed: {meta['caches_skipped']}")
         return
     click.echo("refreshed recommendations, popular_items and similar_items")
+    for check in meta.get("warnings", []):  # they passed nothing back, but the user should know
+        click.echo(f"warning: the check {check} failed (see the Dagster UI for its numbers)")
 
 
 @main.group()
@@ -305,12 +312,20 @@ def _print_items(items: list[tuple[str, float]], header: str) -> None:
 @click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None, help="[AMP_NUM_RESULTS, 25]")
 def recommend(user_id: str, num_results: int | None) -> None:
     """Print a user's cached recommendations (popular items for an unknown user)."""
-    from amp_personalize.serving.cache import RecommendationCache
+    from amp_personalize.serving.cache import CacheUnreadable, RecommendationCache
 
+    if not user_id:  # as the HTTP route: a lost user id must not get strangers' list
+        raise click.UsageError("USER_ID is empty")
     settings = _settings()
-    items, source, version = RecommendationCache(settings.lake_dir).recommend(user_id, num_results or settings.num_results)
-    if not items:
+    try:
+        items, source, version = RecommendationCache(settings.lake_dir).recommend(user_id, num_results or settings.num_results)
+    except CacheUnreadable as error:
+        raise click.ClickException(str(error)) from None
+    if not items and version is None:
         raise click.ClickException("no recommendations cached yet: run `amp-personalize train`")
+    if not items:
+        click.echo(f"nothing left to recommend to {user_id}: they vetoed every popular item (model {version})")
+        return
     _print_items(items, f"recommendations for {user_id} (source: {source}, model {version})")
 
 
@@ -319,10 +334,15 @@ def recommend(user_id: str, num_results: int | None) -> None:
 @click.option("--num-results", type=click.IntRange(1, MAX_NUM_RESULTS), default=None, help="[AMP_NUM_RESULTS, 25]")
 def similar(item_id: str, num_results: int | None) -> None:
     """Print an item's cached similar items."""
-    from amp_personalize.serving.cache import RecommendationCache
+    from amp_personalize.serving.cache import CacheUnreadable, RecommendationCache
 
+    if not item_id:
+        raise click.UsageError("ITEM_ID is empty")
     settings = _settings()
-    items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
+    try:
+        items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
+    except CacheUnreadable as error:
+        raise click.ClickException(str(error)) from None
     if version is None:
         raise click.ClickException("no similar items cached yet: run `amp-personalize train` (on Personalize this needs a SIMS campaign)")
     if items is None:

@@ -43,7 +43,15 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
             os.environ["DAGSTER_HOME"] = str(dagster_home(settings))  # the instance `make up`'s UI reads
         except OSError as exc:
             raise SettingsError(f"AMP_DATA_DIR={settings.data_dir}: cannot create the Dagster instance's directory there: {exc.strerror}") from None
-    return dg.DagsterInstance.get()
+    # Its runs' events and logs are recorded as any run's, but not a raw copy of stdout/stderr:
+    # the local compute-log manager mirrors those through `tail` and a Python watcher per step,
+    # and Ctrl-C in a terminal reaches those too, which printed two tracebacks (QA).
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=_NO_COMPUTE_LOGS))
+
+
+_NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
 
 
 def wait_for_sealed(settings: Settings, timeout: float) -> list[Path]:
@@ -86,7 +94,11 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     from amp_personalize.definitions import defs
 
     run = _run_options(settings, instance)
-    trained = defs.resolve_job_def("retrain").execute_in_process(**run)
+    for job in ("retrain", "refresh_recommendations"):  # QA: a killed `train` left its runs STARTED for good
+        fail_dead_runs(instance, job)
+    trained = defs.resolve_job_def("retrain").execute_in_process(tags=host_tags(), **run)
+    if _interrupted(trained):
+        raise KeyboardInterrupt("while training: the caches still serve the previous model")
     # Too little data still materializes (with the counts) before its blocking check fails the
     # run: those counts are what the user needs to hear, so look before testing success.
     materialized = trained.asset_materializations_for_node("recommender_model")
@@ -99,8 +111,12 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     why = why_no_caches(trained_meta.get("backend"), settings)
     if why:
         return True, {**trained_meta, "caches_skipped": why}
-    cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(**run)
-    return cached.success, trained_meta
+    cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(tags=host_tags(), **run)
+    if _interrupted(cached):
+        raise KeyboardInterrupt(f"while caching model {trained_meta.get('version')}: some caches may hold the previous model until the next training")
+    warnings = [f"{e.asset_key.to_user_string()}.{e.check_name}" for result in (trained, cached)
+                for e in result.get_asset_check_evaluations() if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
+    return cached.success, {**trained_meta, "warnings": warnings}
 
 
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:

@@ -5,17 +5,22 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from dagster._core.instance.ref import InstanceRef
 
 import amp_personalize.process
 import amp_personalize.services
 from amp_personalize.cli import main
+from amp_personalize.events.windows import window_key, window_of
 from amp_personalize.lake.parquet import partition_path, write_atomic
 from amp_personalize.lake.warehouse import query, refresh_views
 from amp_personalize_tests.landing_fixture import write_segment
@@ -217,12 +222,13 @@ interactions.build_interactions = lambda raw, w: real(raw, w).with_columns(pl.li
 """
 
 
-def patched_cli(tmp_path, patch: str, *args: str) -> subprocess.Popen:
-    """The command in its own process, with a fault put into the code it runs."""
+def patched_cli(tmp_path, patch: str, *args: str, new_session: bool = False) -> subprocess.Popen:
+    """The command in its own process (and process group, with `new_session`), with a fault put
+    into the code it runs."""
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith("AMP_")}
     env["AMP_DATA_DIR"] = str(tmp_path / "data")
     return subprocess.Popen([sys.executable, "-c", PATCHED_CLI.format(patch=patch), *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 @pytest.mark.slow
@@ -231,10 +237,10 @@ def test_ctrl_c_stops_process_at_the_window_it_was_building(tmp_path):
     click = {"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}
     write_segment(tmp_path / "data", "20250105T1000Z", [click])
     write_segment(tmp_path / "data", "20250105T1100Z", [click])
-    proc = patched_cli(tmp_path, SLOW_READ, "process")
+    proc = patched_cli(tmp_path, SLOW_READ, "process", new_session=True)
     try:
         assert proc.stdout.readline() == "reading\n"
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to every process of the group
         out, err = proc.communicate(timeout=50)  # less than one more slow read: it did not go on
     finally:
         proc.kill()
@@ -242,6 +248,42 @@ def test_ctrl_c_stops_process_at_the_window_it_was_building(tmp_path):
     assert "interrupted while building 20250105T1000Z" in err and "Traceback" not in err, err
     assert "reading" not in out
     assert not (tmp_path / "data" / "lake" / "raw_events").exists()
+
+
+SLOW_TRAINING = """
+import amp_personalize.backends.local.backend as local
+real_train = local.LocalBackend.train
+def slow_train(self, *args):
+    print("training", flush=True)
+    time.sleep(60)
+    return real_train(self, *args)
+local.LocalBackend.train = slow_train
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_train_with_one_line(tmp_path):
+    """QA: Ctrl-C printed two tracebacks (Dagster's compute-log helpers get it too, being in the
+    terminal's process group) and "dagster._core.errors.DagsterExecutionInterruptedError"."""
+    recent = window_key(window_of(int(time.time() * 1000), 60) - 7_200_000)  # inside the training history
+    write_segment(tmp_path / "data", recent, [
+        {"event_type": "click", "user_id": f"u{u}", "event_properties": {"item_id": f"d{i}"}} for u in range(4) for i in range(4)
+    ])
+    assert run_cli(tmp_path, "process").returncode == 0
+    proc = patched_cli(tmp_path, SLOW_TRAINING, "train", new_session=True)
+    try:
+        assert proc.stdout.readline() == "training\n"
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to every process of the group
+        out, err = proc.communicate(timeout=50)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err == "interrupted while training: the caches still serve the previous model; `amp-personalize train` again trains a new one\n"
+    assert not (tmp_path / "data" / "models" / "LATEST").exists()
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "data" / "dagster"))) as instance:
+        [run] = instance.get_run_records(dg.RunsFilter(job_name="retrain"))
+        assert run.dagster_run.status == dg.DagsterRunStatus.FAILURE  # ended, not left STARTED
 
 
 @pytest.mark.slow
@@ -302,3 +344,25 @@ def test_process_goes_on_past_a_window_its_checks_kept_out(tmp_path):
     assert proc.returncode == 1
     assert out.startswith(f"processed 1 window(s): {second}\n") and "wait until" not in out, out
     assert f"failed: {first} " in err and "failed its blocking check no_null_ids" in err, err
+
+
+@pytest.mark.slow
+def test_train_ends_the_runs_of_a_train_that_was_killed(settings):
+    """QA: `train` SIGKILLed mid-way left its retrain and refresh_recommendations runs STARTED for good."""
+    from dagster._core.events import EngineEventData
+    from dagster._core.test_utils import create_run_for_test
+
+    from amp_personalize.process import train_once
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with dg.instance_for_test() as instance:
+        killed = {}
+        for job in ("retrain", "refresh_recommendations"):
+            run = create_run_for_test(instance, job_name=job, status=dg.DagsterRunStatus.STARTED, tags={"amp/host": socket.gethostname()})
+            instance.report_engine_event(f"Started process for run (pid: {dead.pid}).", run, EngineEventData.in_process(dead.pid))
+            killed[job] = run.run_id
+        trained, meta = train_once(settings, instance)  # no data: trains nothing, but looks first
+        assert not trained and meta["trained"] is False
+        assert {job: instance.get_run_by_id(run_id).status for job, run_id in killed.items()} == {
+            "retrain": dg.DagsterRunStatus.FAILURE, "refresh_recommendations": dg.DagsterRunStatus.FAILURE}

@@ -1,6 +1,8 @@
 """recommender_model, recommendations, similar_items: training and the caches an app reads."""
 
+import json
 import time
+import zipfile
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -14,7 +16,7 @@ from amp_personalize.backends.personalize.ledger import LedgerMismatch
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.personalize.validation import RequestInvalid
 from amp_personalize.backends.versions import latest_version
-from amp_personalize.backends.vetoes import recommend_without_vetoed
+from amp_personalize.backends.vetoes import fill_empty_lists, recommend_without_vetoed
 from amp_personalize.checks.recommendations import (
     RECOMMENDATIONS_DECLARED,
     SIMILAR_ITEMS,
@@ -22,14 +24,13 @@ from amp_personalize.checks.recommendations import (
 )
 from amp_personalize.lake.parquet import scan_table
 from amp_personalize.resources import AmpResource
+from amp_personalize.serving.cache import NOTHING_LEFT_KEY
 from amp_personalize.settings import SettingsError
 from amp_personalize.transforms import UTC_MS
 from amp_personalize.transforms.interactions import (
     IMPRESSIONS_SCHEMA,
     INTERACTIONS_SCHEMA,
 )
-
-SIMILAR_ITEMS_PER_ITEM = 20
 
 
 def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
@@ -130,7 +131,13 @@ def latest_model(amp: AmpResource, backend) -> TrainedModel:
     version = latest_version(settings.models_dir)
     if version is None:
         raise dg.Failure("no trained model yet: materialize recommender_model (or run `amp-personalize train`)")
-    model = backend.load(settings.models_dir / version)
+    try:
+        model = backend.load(settings.models_dir / version)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # QA: a hand-edited or dangling LATEST gave a bare FileNotFoundError
+        raise dg.Failure(
+            f"{settings.models_dir / 'LATEST'} names model version {version!r}, which cannot be loaded "
+            f"({type(error).__name__}: {error}): run `amp-personalize train` for a new one"
+        ) from None
     if model.backend != backend.name:
         raise dg.Failure(f"the latest model ({version}) was trained by the {model.backend} backend, not {backend.name}: retrain first")
     return model
@@ -158,18 +165,21 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     # who ever vetoed an item gets a list of their own, however long ago they were active.
     vetoing = vetoed.select("user_id").unique().filter(~pl.col("user_id").is_in(active.implode()))["user_id"]
     users = pl.concat([active, vetoing]).sort()  # not Series.append: it would grow `active` in place
-    recs = recommend_without_vetoed(backend, model, users.to_list(), settings.num_results, vetoed).with_columns(
-        pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at")
-    )
+    recs = recommend_without_vetoed(backend, model, users.to_list(), settings.num_results, vetoed)
+    recs, nothing_left = fill_empty_lists(backend, model, users.to_list(), recs, settings.num_results, vetoed)
+    recs = recs.with_columns(pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at"))
     result = publish(
         "recommendations",
         recs,
-        recommendation_checks(active, settings.num_results, vetoed),
+        recommendation_checks(active, settings.num_results, vetoed, nothing_left),
         amp,
+        # The server answers a user without a list with the popular one: these must get none.
+        file_metadata={NOTHING_LEFT_KEY: json.dumps(nothing_left)},
         metadata={
             "model_version": model.version,
             "active_users": active.len(),
             "inactive_users_with_vetoes": vetoing.len(),
+            "users_with_nothing_left": len(nothing_left),
             "by_source": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("source").iter_rows())) if recs.height else {},
             "num_results": settings.num_results,
             "active_days": settings.active_days,
@@ -193,11 +203,13 @@ def similar_items(context: dg.AssetExecutionContext, amp: AmpResource, personali
     """The nearest items to each item: co-occurrence cosine locally, the SIMS campaign on Personalize."""
     backend = amp.recommender(personalize)
     model = latest_model(amp, backend)
-    df = backend.similar_items(model, None, SIMILAR_ITEMS_PER_ITEM).with_columns(pl.lit(model.version).alias("model_version"))
+    # As many as a recommendation list: 20 were cached while num_results defaults to 25 (QA).
+    per_item = amp.settings().num_results
+    df = backend.similar_items(model, None, per_item).with_columns(pl.lit(model.version).alias("model_version"))
     return publish(
         "similar_items",
         df,
         SIMILAR_ITEMS,
         amp,
-        metadata={"model_version": model.version, "items": df["item_id"].n_unique()},
+        metadata={"model_version": model.version, "items": df["item_id"].n_unique(), "per_item": per_item},
     )

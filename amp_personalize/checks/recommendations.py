@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
 from amp_personalize.checks.rules import Check, CheckContext, Outcome, unique
 
 
-def list_sizes(active_users: pl.Series, at_least: int):
-    """Every active user's list has at least `at_least` items."""
+def list_sizes(active_users: pl.Series, at_least: int, nothing_left: Sequence[str] = ()):
+    """Every active user's list has at least `at_least` items, but for users with nothing left
+    to offer (they vetoed every popular item): holding everyone's new lists back for them would
+    help nobody."""
 
     def run(df: pl.DataFrame, ctx: CheckContext) -> Outcome:
         sizes = pl.DataFrame({"user_id": active_users}).join(df.group_by("user_id").len(), on="user_id", how="left")
-        short = sizes.filter(pl.col("len").fill_null(0) < at_least)
-        return Outcome(short.height == 0, {"active_users": active_users.len(), "short_lists": short.height, "examples": str(short.head(5).rows())})
+        short = sizes.filter(pl.col("len").fill_null(0) < at_least, ~pl.col("user_id").is_in(pl.Series(list(nothing_left), dtype=pl.String).implode()))
+        return Outcome(short.height == 0, {
+            "active_users": active_users.len(), "short_lists": short.height, "examples": str(short.head(5).rows()),
+            "users_with_nothing_left": len(nothing_left),
+        })
 
     return run
 
@@ -41,9 +48,12 @@ def not_self_similar(df: pl.DataFrame, ctx: CheckContext) -> Outcome:
     return Outcome(same == 0, {"self_similar": same})
 
 
-def recommendation_checks(active_users: pl.Series, num_results: int, vetoed: pl.DataFrame) -> list[Check]:
+def recommendation_checks(
+    active_users: pl.Series, num_results: int, vetoed: pl.DataFrame, nothing_left: Sequence[str] = ()
+) -> list[Check]:
     return [
-        Check("every_active_user_has_recommendations", "Each user active in the period has a list to be served.", True, list_sizes(active_users, 1)),
+        Check("every_active_user_has_recommendations", "Each user active in the period has a list to be served "
+              "(but one who vetoed every popular item).", True, list_sizes(active_users, 1, nothing_left)),
         # A warning: with a small catalog a user may have seen or vetoed all but a few items, and
         # a short list beats keeping yesterday's cache for everyone.
         Check("lists_are_full", "Each active user has num_results items (model, then popularity backfill).", False,

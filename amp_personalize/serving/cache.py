@@ -2,11 +2,14 @@
 
 Reads `recommendations`, `popular_items` and `similar_items` from the lake. A reload builds a
 complete new snapshot and then replaces the reference in one assignment, so a request sees the
-old snapshot or the new one, never a mixture.
+old snapshot or the new one, never a mixture. A file that cannot be read (damaged by hand or by
+the disk) leaves the last good snapshot in service, and is named in the log once.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +18,16 @@ from pathlib import Path
 import polars as pl
 
 from amp_personalize.lake.parquet import partition_path
+
+log = logging.getLogger(__name__)
+
+# Key in the recommendations file's footer: the users with nothing left to offer (they vetoed
+# every popular item), whom the popular fallback must not answer.
+NOTHING_LEFT_KEY = "amp:users_with_nothing_left"
+
+
+class CacheUnreadable(Exception):
+    """No snapshot could be loaded: a cache file is there but cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,7 @@ class Snapshot:
     popular: list[tuple[str, float]]
     similar: dict[str, list[tuple[str, float]]]
     similar_version: str | None  # its own: similar_items can be cached while recommendations are empty
+    nothing_left: frozenset[str] = frozenset()
 
 
 def _grouped(df: pl.DataFrame, key: str, item: str) -> dict[str, list[tuple[str, float]]]:
@@ -43,6 +57,8 @@ class RecommendationCache:
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._bad_stamp: tuple | None = None
+        self._error = ""
 
     def _paths(self) -> list[Path]:
         return [partition_path(self.lake_dir, name) for name in ("recommendations", "popular_items", "similar_items")]
@@ -56,6 +72,7 @@ class RecommendationCache:
         popular = pl.read_parquet(popular_path) if popular_path.exists() else pl.DataFrame()
         similar = pl.read_parquet(similar_path) if similar_path.exists() else pl.DataFrame()
         version = recs["model_version"][0] if recs.height else None
+        nothing_left = json.loads(pl.read_parquet_metadata(recs_path).get(NOTHING_LEFT_KEY, "[]")) if recs_path.exists() else []
         return Snapshot(
             stamp=stamp,
             model_version=version,
@@ -66,6 +83,7 @@ class RecommendationCache:
             popular=list(zip(popular["item_id"], popular["score"])) if popular.height else [],
             similar=_grouped(similar, "item_id", "similar_item_id"),
             similar_version=similar["model_version"][0] if similar.height else None,
+            nothing_left=frozenset(nothing_left),
         )
 
     def snapshot(self) -> Snapshot:
@@ -76,13 +94,30 @@ class RecommendationCache:
         with self._lock:
             self._checked = now
             stamp = self._stamp()
+            if stamp == self._bad_stamp:  # the same damaged files: read them again once they change
+                return self._last_good()
             if self._snapshot is None or stamp != self._snapshot.stamp:
-                self._snapshot = self._load(stamp)
+                try:
+                    self._snapshot = self._load(stamp)
+                except Exception as error:  # QA: a truncated file answered 500 at every check
+                    self._bad_stamp, self._error = stamp, f"{type(error).__name__}: {error}"
+                    if self._snapshot is not None:  # else the error raised says it, to each request
+                        log.error("cannot read the cached recommendations (%s); still serving the last good ones", self._error)
+                    return self._last_good()
+        return self._snapshot
+
+    def _last_good(self) -> Snapshot:
+        if self._snapshot is None:
+            raise CacheUnreadable(f"the cached recommendations under {self.lake_dir} cannot be read ({self._error}): "
+                                  "rebuild them (amp-personalize train)")
         return self._snapshot
 
     def recommend(self, user_id: str, n: int) -> tuple[list[tuple[str, float]], str, str | None]:
-        """(items, source, model_version): the user's cached list, else popular items."""
+        """(items, source, model_version): the user's cached list, else popular items; no items
+        with a model version for a user with nothing left to offer (see NOTHING_LEFT_KEY)."""
         snap = self.snapshot()
+        if user_id in snap.nothing_left:
+            return [], "model", snap.model_version
         items = snap.by_user.get(user_id)
         if items:  # a list that is all popularity backfill (a user the model barely knew) says so
             return items[:n], snap.user_source.get(user_id, "model"), snap.model_version

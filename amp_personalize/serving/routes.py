@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from amp_personalize.serving.cache import RecommendationCache
+from amp_personalize.serving.cache import CacheUnreadable, RecommendationCache
 from amp_personalize.settings import MAX_NUM_RESULTS
 
 
@@ -42,8 +42,11 @@ def serving_routes(cache: RecommendationCache, default_results: int) -> list[Rou
         user_id = request.path_params["user_id"]
         if not user_id:  # a client that lost its user id must hear so, not get strangers' list
             return _json(404, {"code": 404, "error": "no user id: GET /recommendations/{user_id}"})
-        items, source, version = await run_in_threadpool(cache.recommend, user_id, n)
-        if not items:
+        try:
+            items, source, version = await run_in_threadpool(cache.recommend, user_id, n)
+        except CacheUnreadable as error:
+            return _json(503, {"code": 503, "error": str(error)})
+        if not items and version is None:
             return _json(503, {"code": 503, "error": "no recommendations cached yet: train a model (amp-personalize train)"})
         return _json(200, {"items": _items(items), "source": source, "model_version": version})
 
@@ -54,7 +57,10 @@ def serving_routes(cache: RecommendationCache, default_results: int) -> list[Rou
         item_id = request.path_params["item_id"]
         if not item_id:
             return _json(404, {"code": 404, "error": "no item id: GET /similar-items/{item_id}"})
-        items, version = await run_in_threadpool(cache.similar, item_id, n)
+        try:
+            items, version = await run_in_threadpool(cache.similar, item_id, n)
+        except CacheUnreadable as error:
+            return _json(503, {"code": 503, "error": str(error)})
         if version is None:
             return _json(503, {"code": 503, "error": "no similar items cached yet: train a model (amp-personalize train; on Personalize this needs a SIMS campaign)"})
         if items is None:

@@ -1,6 +1,7 @@
 """Training and caching through the real assets, the schedule and sensor wiring, and serving
 the caches over HTTP from a live app (including a reload on a new model version)."""
 
+import shutil
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -9,16 +10,21 @@ import dagster as dg
 import httpx
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+import amp_personalize.assets.recommender as recommender
 from amp_personalize.assets.interactions import impressions, interactions
 from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.assets.recommender import (
+    latest_model,
     recommendations,
     recommender_model,
     similar_items,
 )
+from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.versions import latest_version
+from amp_personalize.cli import main
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of
 from amp_personalize.lake.parquet import partition_path
@@ -178,14 +184,69 @@ def test_a_user_inactive_for_weeks_is_not_offered_the_popular_item_they_hid(tmp_
     assert len(offered) == 2 and "pop" not in offered
 
 
-def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path):
+def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path, monkeypatch):
     """popular_items (what strangers get) moves only together with the lists it backs."""
     data = tmp_path / "data"
-    # Every reader has seen all 3 items: nothing is left to offer anyone.
-    result, checks = train_and_cache(data, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c")], num_results=5)
-    assert not result.success and checks["every_active_user_has_recommendations"] is False
+    # A fault: the vetoes are not applied, so the flag older than the history is recommended.
+    monkeypatch.setattr(recommender, "recommend_without_vetoed", lambda backend, model, users, n, vetoed: backend.recommend(model, users, n))
+    old_flag = event("u1", "pop", "flag")
+    old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
+    result, checks = train_and_cache(data, [
+        *[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")],
+        event("u1", "a"),
+        old_flag,
+    ], num_results=2)
+    assert not result.success and checks["no_vetoed_items"] is False
     assert not partition_path(data / "lake", "recommendations").exists()
     assert not partition_path(data / "lake", "popular_items").exists()
+
+
+def test_users_with_every_item_seen_or_vetoed_are_never_offered_a_vetoed_one(tmp_path, settings):
+    """QA: `old` flagged the most popular item and read the other two. With nothing unseen left
+    they got no list, and the server answered with the popular one, the flagged item first; a
+    reader of every item blocked everyone's new lists (every_active_user_has_recommendations)."""
+    data = tmp_path / "data"
+    result, checks = train_and_cache(data, [
+        *[event(f"reader{i}", "doc_1") for i in range(10)],  # doc_1 is the most popular, then 2, then 3
+        *[event(f"reader{i}", "doc_2") for i in range(6)],
+        *[event(f"reader{i}", "doc_3") for i in range(3)],
+        event("old", "doc_1", "flag"), event("old", "doc_2"), event("old", "doc_3"),
+        event("all", "doc_1"), event("all", "doc_2"), event("all", "doc_3"),
+        event("hater", "doc_1", "flag"), event("hater", "doc_2", "hide"), event("hater", "doc_3", "downvote"),
+    ], num_results=2)
+    assert result.success and checks["every_active_user_has_recommendations"] and checks["no_vetoed_items"]
+    recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
+    lists = {u: recs.filter(pl.col("user_id") == u).sort("rank")["item_id"].to_list() for u in ("old", "all", "hater")}
+    # Seen items rather than none, the popular first; never a vetoed one; nothing at all for a
+    # user who vetoed every item.
+    assert lists == {"old": ["doc_2", "doc_3"], "all": ["doc_1", "doc_2"], "hater": []}
+    meta = result.asset_materializations_for_node("recommendations")[0].metadata
+    assert meta["users_with_nothing_left"].value == 1
+
+    with LiveReceiver(create_app(replace(settings, data_dir=data))) as live:
+        old = httpx.get(f"{live.url}/recommendations/old").json()
+        assert [i["item_id"] for i in old["items"]] == ["doc_2", "doc_3"] and old["source"] == "popularity"
+        hater = httpx.get(f"{live.url}/recommendations/hater")
+        assert hater.status_code == 200 and hater.json()["items"] == [] and hater.json()["model_version"] == meta["model_version"].value
+        assert httpx.get(f"{live.url}/recommendations/stranger").json()["items"][0]["item_id"] == "doc_1"
+    said = CliRunner().invoke(main, ["recommend", "hater"], env={"AMP_DATA_DIR": str(data)})
+    assert said.exit_code == 0 and said.output.startswith("nothing left to recommend to hater: they vetoed every popular item")
+
+
+def test_a_latest_naming_no_loadable_version_fails_naming_it(trained, tmp_path):
+    """QA: a hand-edited LATEST, or a version whose model file was deleted, failed the caches
+    with a bare FileNotFoundError."""
+    data, *_ = trained
+    copy = tmp_path / "data"
+    shutil.copytree(data / "models", copy / "models")
+    amp = AmpResource(data_dir=str(copy))
+    version = latest_version(copy / "models")
+    (copy / "models" / version / "model.npz").unlink()
+    with pytest.raises(dg.Failure, match=f"names model version '{version}', which cannot be loaded .*FileNotFoundError.*amp-personalize train"):
+        latest_model(amp, LocalBackend())
+    (copy / "models" / "LATEST").write_text("garbage\n")
+    with pytest.raises(dg.Failure, match="names model version 'garbage', which cannot be loaded"):
+        latest_model(amp, LocalBackend())
 
 
 def test_a_small_catalog_publishes_short_lists_with_a_warning(tmp_path):

@@ -50,3 +50,30 @@ def test_similar_items_are_served_while_the_recommendations_cache_is_empty(tmp_p
     write_atomic(pl.DataFrame({"item_id": ["p1"], "rank": pl.Series([1], dtype=pl.Int32), "similar_item_id": ["p2"], "score": [0.9],
                                "model_version": ["v1"]}), partition_path(lake, "similar_items"))
     assert RecommendationCache(lake).similar("p1", 5) == ([("p2", 0.9)], "v1")
+
+
+def test_a_damaged_cache_file_leaves_the_last_good_lists_in_service(tmp_path, settings, caplog):
+    """QA: a truncated recommendations file answered 500 to a request at every reload check,
+    and `recommend` printed a traceback."""
+    lake = settings.data_dir / "lake"
+    path = partition_path(lake, "recommendations")
+    write_atomic(pl.DataFrame({
+        "user_id": ["u1"], "rank": pl.Series([1], dtype=pl.Int32), "item_id": ["a"], "score": [0.9],
+        "source": ["model"], "model_version": ["v1"],
+    }), path)
+    cache = RecommendationCache(lake, check_every_seconds=0)
+    assert cache.recommend("u1", 5) == ([("a", 0.9)], "model", "v1")
+    path.write_bytes(path.read_bytes()[:40])  # cut short, as a full disk or a bad copy leaves it
+    for _ in range(3):
+        assert cache.recommend("u1", 5) == ([("a", 0.9)], "model", "v1")
+    said = [r.getMessage() for r in caplog.records if "cannot read the cached recommendations" in r.getMessage()]
+    assert len(said) == 1 and "still serving the last good ones" in said[0]  # once, not at every check
+
+    # With no good snapshot to fall back on (a server started on the damaged file): 503, saying why.
+    with LiveReceiver(create_app(settings)) as live:
+        r = httpx.get(live.url + "/recommendations/u1")
+        assert r.status_code == 503 and "cannot be read" in r.json()["error"] and "amp-personalize train" in r.json()["error"]
+    result = CliRunner().invoke(main, ["recommend", "u1"], env={"AMP_DATA_DIR": str(settings.data_dir)})
+    assert result.exit_code == 1 and "cannot be read" in result.output and "Traceback" not in result.output
+    empty = CliRunner().invoke(main, ["recommend", ""], env={"AMP_DATA_DIR": str(settings.data_dir)})
+    assert empty.exit_code == 2 and "USER_ID is empty" in empty.output

@@ -80,7 +80,11 @@ class LocalBackend:
         return trained
 
     def load(self, path: Path) -> TrainedModel:
-        return load_version(path)
+        """The version's metadata, its model file loaded now: a missing or damaged one fails here,
+        naming the version, not at the first recommendation."""
+        trained = load_version(path)
+        self._model(trained)
+        return trained
 
     def _model(self, trained: TrainedModel) -> LocalModel:
         if trained.path not in self._loaded:
