@@ -17,11 +17,18 @@ PORT = click.IntRange(1, 65535)
 DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT = 1_000, 9_999
 
 
+class SettingsProblem(click.ClickException):
+    """A bad setting, weight file or data directory: one line naming it (exit status 2, as a
+    usage error), without the usage text, which says nothing about the environment (QA)."""
+
+    exit_code = 2
+
+
 def _settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise SettingsProblem(str(exc)) from None
 
 
 def _check_weights(settings: Settings) -> None:
@@ -31,7 +38,7 @@ def _check_weights(settings: Settings) -> None:
     try:
         load_weights(settings.weights_file)
     except WeightsError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise SettingsProblem(str(exc)) from None
 
 
 def _check_landing_dir(settings: Settings) -> None:
@@ -41,9 +48,9 @@ def _check_landing_dir(settings: Settings) -> None:
     try:
         ensure_dir(settings.landing_dir)
     except OSError as exc:
-        raise click.UsageError(f"AMP_DATA_DIR={settings.data_dir}: cannot create {settings.landing_dir}: {exc.strerror}") from None
+        raise SettingsProblem(f"AMP_DATA_DIR={settings.data_dir}: cannot create {settings.landing_dir}: {exc.strerror}") from None
     if not os.access(settings.landing_dir, os.W_OK | os.X_OK):
-        raise click.UsageError(f"AMP_DATA_DIR={settings.data_dir}: {settings.landing_dir} is not writable by this user")
+        raise SettingsProblem(f"AMP_DATA_DIR={settings.data_dir}: {settings.landing_dir} is not writable by this user")
 
 
 def _instance(settings: Settings):
@@ -53,7 +60,7 @@ def _instance(settings: Settings):
     try:
         return dagster_instance(settings)
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise SettingsProblem(str(exc)) from None
 
 
 def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
@@ -203,7 +210,7 @@ def process(all_windows: bool, rebuild: bool) -> None:
 
     with _instance(settings) as instance:
         try:
-            report = process_once(settings, all_windows, instance, rebuild=rebuild)
+            report = process_once(settings, all_windows, instance, rebuild=rebuild, say=lambda text: click.echo(text, err=True))
         except KeyboardInterrupt as stopped:
             during = f" while building {stopped.args[0]}" if stopped.args else ""
             click.echo(f"interrupted{during}; the same command again finishes the job", err=True)

@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 
@@ -54,18 +55,28 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 _NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
 
 
-def wait_for_sealed(settings: Settings, timeout: float) -> list[Path]:
+# The longest `process --all-windows` waits for receivers to seal by age: with a segment age
+# of an hour or a century it waited that long, silently (QA). What is still open is named.
+LONGEST_SEAL_WAIT_SECONDS = 120
+
+
+def wait_for_sealed(settings: Settings, timeout: float, say: Callable[[str], None] = lambda _: None) -> list[Path]:
     """Give live receivers time to seal their open segments by age; returns any still open.
 
     Not those recovery could not seal (a full disk): no waiting fixes that, and the plan that
     follows names them with the reason.
     """
     deadline = time.monotonic() + timeout
+    said = False
     while True:
         unsealable = {path for path, _ in recover(settings.landing_dir, settings.quarantine_dir).left_open}
         still_open = [p for p in open_segments(settings.landing_dir) if p not in unsealable]
         if not still_open or time.monotonic() > deadline:
             return still_open
+        if not said:
+            say(f"waiting up to {timeout:.0f} s for receivers to seal {len(still_open)} open segment(s) "
+                f"(they do every AMP_SEGMENT_MAX_AGE_SECONDS={settings.segment_max_age_seconds:.15g})")
+            said = True
         time.sleep(0.2)
 
 
@@ -129,19 +140,25 @@ def _when(record: dg.RunRecord, moment: str) -> float:
     return at if at is not None else record.update_timestamp.timestamp()
 
 
-def _scores_behind(instance: dg.DagsterInstance, window_job: str) -> bool:
+def _scores_behind(instance: dg.DagsterInstance, window_job: str, history_days: int) -> bool:
     """Whether no successful user_item_scores refresh started after the latest window was built
-    (one interrupted or failed after its windows: the next pass has no new window to trigger it)."""
+    (one interrupted or failed after its windows: the next pass has no new window to trigger it),
+    or the latest was built over another AMP_HISTORY_DAYS (QA: a change waited for new data)."""
     success = [dg.DagsterRunStatus.SUCCESS]
     window = instance.get_run_records(dg.RunsFilter(job_name=window_job, statuses=success), limit=1)
     scores = instance.get_run_records(dg.RunsFilter(job_name="refresh_user_item_scores", statuses=success), limit=1)
     if not window:
         return False
-    return not scores or _when(scores[0], "start_time") < _when(window[0], "end_time")
+    if not scores or _when(scores[0], "start_time") < _when(window[0], "end_time"):
+        return True
+    latest = instance.get_latest_materialization_event(dg.AssetKey("user_item_scores"))
+    built_over = latest.asset_materialization.metadata.get("history_days") if latest and latest.asset_materialization else None
+    return built_over is not None and built_over.value != history_days
 
 
 def process_once(
-    settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False
+    settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False,
+    say: Callable[[str], None] = lambda _: None,
 ) -> ProcessReport:
     """`rebuild` builds every ready window again, not only those due: how a changed weight file
     reaches windows already built (each build is idempotent, so only `event_value` changes)."""
@@ -149,7 +166,7 @@ def process_once(
 
     report = ProcessReport()
     if all_windows:
-        still_open = wait_for_sealed(settings, settings.segment_max_age_seconds + 5)
+        still_open = wait_for_sealed(settings, min(settings.segment_max_age_seconds + 5, LONGEST_SEAL_WAIT_SECONDS), say)
         report.waiting += [f"{p.parent.name}/{p.name} is still open (a receiver is writing it)" for p in still_open]
     plan = plan_now(settings, include_open=all_windows)
     report.waiting += [why for _, why in plan.waiting]
@@ -188,7 +205,7 @@ def process_once(
                     f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
                 )
             break
-    if touched or _scores_behind(instance, window_job.name):
+    if touched or _scores_behind(instance, window_job.name, settings.history_days):
         scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=host_tags(), **run)
         if _interrupted(scores):
             raise KeyboardInterrupt("user_item_scores")

@@ -28,7 +28,11 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 # What reading a damaged file raises: gzip's BadGzipFile (an OSError) and EOFError for a cut-short
 # stream, zlib.error for corrupt deflate data, BadZipFile for a bad CRC or header, NotImplementedError
 # for a compression method zipfile lacks, RuntimeError for an encrypted member.
-_UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError)
+class BrokenDocument(ValueError):
+    """A file that is one JSON document (it opens with `[`, or no line of it is JSON) and does not parse."""
+
+
+_UNREADABLE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, BrokenDocument)
 
 
 @dataclass
@@ -45,10 +49,17 @@ class ReplaySummary:
 
 
 def _events_in_document(data: bytes) -> list | None:
-    """A whole-file JSON document's events, or None if the file is not one JSON document."""
+    """A whole-file JSON document's events, or None if the file is not one JSON document.
+
+    A list that does not parse (a trailing comma, one Latin-1 byte) is a broken document: read
+    line by line, each of its lines was one "not JSON" line, thousands of them, nothing sent
+    and the exit status 0 (QA).
+    """
     try:
         doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if data.lstrip()[:1] == b"[":
+            raise BrokenDocument(f"not valid JSON ({exc})") from None
         return None
     if isinstance(doc, dict) and isinstance(doc.get("events"), list):
         return doc["events"]
@@ -68,6 +79,7 @@ def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dic
     events = _events_in_document(data)
     if events is None:
         located = []
+        invalid_before, errors_before = summary.invalid, len(summary.errors)
         for number, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
@@ -76,6 +88,13 @@ def parse_events(data: bytes, name: str, summary: ReplaySummary) -> Iterator[dic
             except orjson.JSONDecodeError:
                 summary.invalid += 1
                 summary.errors.append(f"{name}:{number}: not JSON")
+        if not located and data.strip():  # a pretty-printed object that does not parse: no line is JSON
+            try:
+                orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                summary.invalid = invalid_before
+                del summary.errors[errors_before:]
+                raise BrokenDocument(f"not valid JSON, as one document or as lines ({exc})") from None
     else:
         located = [(f"{name}: ", f"event {number}", event) for number, event in enumerate(events, 1)]
     for prefix, where, event in located:

@@ -366,3 +366,46 @@ def test_train_ends_the_runs_of_a_train_that_was_killed(settings):
         assert not trained and meta["trained"] is False
         assert {job: instance.get_run_by_id(run_id).status for job, run_id in killed.items()} == {
             "retrain": dg.DagsterRunStatus.FAILURE, "refresh_recommendations": dg.DagsterRunStatus.FAILURE}
+
+
+@pytest.mark.slow
+def test_a_changed_history_setting_refreshes_the_scores_without_a_new_window(settings):
+    """QA: AMP_HISTORY_DAYS=365 and `process` built nothing, so the scores kept their 90 days."""
+    from dataclasses import replace
+
+    from amp_personalize.process import process_once
+
+    write_segment(settings.data_dir, "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
+    scores = partition_path(settings.data_dir / "lake", "user_item_scores")
+    with dg.instance_for_test() as instance:
+        first = process_once(settings, False, instance)
+        assert first.windows == ["20250105T1000Z"] and first.scores_refreshed
+        assert pl.read_parquet(scores).height == 0  # the click is older than 90 days
+        assert not process_once(settings, False, instance).scores_refreshed  # nothing changed: nothing to do
+        wider = process_once(replace(settings, history_days=3650), False, instance)
+        assert wider.windows == [] and wider.scores_refreshed
+        assert pl.read_parquet(scores).select("user_id", "item_id").rows() == [("u", "d")]
+
+
+@pytest.mark.slow
+def test_all_windows_waits_a_bounded_time_for_a_live_segment_and_says_so(settings, monkeypatch):
+    """QA: with AMP_SEGMENT_MAX_AGE_SECONDS at a century, `process --all-windows` waited silently."""
+    import fcntl
+    from dataclasses import replace
+
+    import amp_personalize.process as process
+
+    live = write_segment(settings.data_dir, "20250105T1000Z", [{"event_type": "click", "user_id": "u"}], sealed=False)
+    monkeypatch.setattr(process, "LONGEST_SEAL_WAIT_SECONDS", 1)
+    said = []
+    fd = os.open(live, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a receiver still writes it
+        with dg.instance_for_test() as instance:
+            started = time.monotonic()
+            report = process.process_once(replace(settings, segment_max_age_seconds=3_153_600_000), True, instance, say=said.append)
+            assert time.monotonic() - started < 30
+    finally:
+        os.close(fd)
+    assert said == ["waiting up to 1 s for receivers to seal 1 open segment(s) (they do every AMP_SEGMENT_MAX_AGE_SECONDS=3153600000)"]
+    assert f"20250105T1000Z/{live.name} is still open (a receiver is writing it)" in report.waiting

@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import json
 import time
 import zipfile
 from email.utils import formatdate
@@ -226,3 +227,24 @@ def test_ndjson_errors_are_numbered_by_line_even_after_a_bad_line(tmp_path):
         f"{path}:5: event has no event_type and no user_id or device_id",
         f"{path}:6: event is not an object (got list)",
     ]
+
+
+def test_a_json_document_that_does_not_parse_is_unreadable_not_thousands_of_bad_lines(receiver, tmp_path):
+    """QA: a pretty-printed list of 1,000 events with one trailing comma printed `invalid 8002`,
+    sent nothing and exited 0; one Latin-1 byte in a one-line list dropped its good event."""
+    events = [ev(i) for i in range(3)]
+    pretty = json.dumps(events, indent=2)
+    files = {
+        "trailing_comma.json": (pretty[:-2] + ",\n]").encode(),
+        "latin1.json": json.dumps(events).encode().replace(b"e0", b"\xe9"),
+        "pretty_object.json": json.dumps({"events": events}, indent=2).encode()[:-3],  # cut short
+        "fine.ndjson": b"{broken\n" + ndjson(events),  # NDJSON: its one bad line is named, the rest sent
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", *(str(tmp_path / n) for n in files)])
+    assert result.exit_code == 1, result.output
+    assert "sent 3  processed 3  skipped 0  failed 0  invalid 1  unreadable files 3" in result.output
+    for name in ("trailing_comma.json", "latin1.json", "pretty_object.json"):
+        assert f"  unreadable: {tmp_path / name}: BrokenDocument: not valid JSON" in result.output, result.output
+    assert f"{tmp_path / 'fine.ndjson'}:1: not JSON" in result.output

@@ -133,7 +133,7 @@ def pipeline(root: Path) -> dict[str, float]:
     def raw_events_asset() -> pl.DataFrame:  # `landed` is freed when the asset returns
         landed, _ = read_landing(sealed_segments(root / "landing", WINDOW))
         lap("read_landing")
-        earlier = earlier_event_ids(lake, WINDOW, 24, landed["event_id"])
+        earlier = earlier_event_ids(lake, WINDOW, 60, 24, landed["event_id"])
         lap("earlier ids")
         raw, _ = raw_events(landed, earlier)
         lag_seconds(raw)

@@ -18,8 +18,13 @@ from amp_personalize.transforms.raw_events import lag_seconds
 from amp_personalize.transforms.raw_events import raw_events as build_raw_events
 
 
-def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl.Series) -> pl.Series:
+def earlier_event_ids(lake_dir, window: str, window_minutes: int, lookback_hours: int, candidates: pl.Series) -> pl.Series:
     """Which of `candidates` an earlier window within the retry horizon already holds.
+
+    Earlier is every other window that starts before this one ends: after a change of
+    AMP_WINDOW_MINUTES (QA: 15 -> 60) a 15-minute window built before can start inside this
+    hour and hold the first receipt of an Amplitude retry landed here, while a window that
+    starts later has deduplicated against this one itself.
 
     A streaming semi-join against this window's ids: memory follows this window, not the 24
     windows behind it (24 x 1M ids peaked at 2.2 GiB when loaded whole), and a hash join is
@@ -27,8 +32,9 @@ def earlier_event_ids(lake_dir, window: str, lookback_hours: int, candidates: pl
     their in-window duplicates: a semi join does not care, and deduplicating them first cost
     more than the whole join (1M landed lines, median of 6: 0.66 s -> 0.28 s).
     """
-    since = window_key(window_start_ms(window) - lookback_hours * 3_600_000)
-    paths = [p for p in published(lake_dir, "raw_events") if since <= p.stem < window]
+    start = window_start_ms(window)
+    since, end = window_key(start - lookback_hours * 3_600_000), window_key(start + window_minutes * 60_000)
+    paths = [p for p in published(lake_dir, "raw_events") if since <= p.stem < end and p.stem != window]
     if not paths or candidates.len() == 0:
         return pl.Series("event_id", [], dtype=pl.String)
     return (
@@ -119,7 +125,7 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
     window = context.partition_key
     segments = sealed_segments(settings.landing_dir, window)
     landed, malformed = read_landing(segments)
-    earlier = earlier_event_ids(settings.lake_dir, window, settings.dedupe_lookback_hours, landed["event_id"])
+    earlier = earlier_event_ids(settings.lake_dir, window, settings.window_minutes, settings.dedupe_lookback_hours, landed["event_id"])
     df, stats = build_raw_events(landed, earlier)
     kinds = dict(df.group_by("kind").len().iter_rows()) if df.height else {}
     return publish(

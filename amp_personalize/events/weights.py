@@ -7,16 +7,18 @@ silently skews every recommendation.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import orjson
-
 # Beyond this a weight is a typo (an extra zero), not a preference: Personalize's EVENT_VALUE
 # is a float, but one event outweighing a thousand clicks only ever comes from a slip.
 MAX_ABS_WEIGHT = 100.0
+
+
+DEFAULT_IMPRESSION_TYPES = frozenset({"initial_impression", "scroll_impression"})
 
 
 class WeightsError(ValueError):
@@ -92,7 +94,9 @@ class WeightTable:
             if value == 0:
                 raise WeightsError(f"{where}: 0 means 'ignore this type'; remove the entry instead")
             weights[key] = float(value)
-        impressions = doc.get("impression_types", [])
+        # Left out, the frontend's two impression types count as such if weighted: without them
+        # impression events were read as interactions with no item_id and all skipped (QA).
+        impressions = doc.get("impression_types", sorted(DEFAULT_IMPRESSION_TYPES & weights.keys()))
         if not isinstance(impressions, list) or not all(isinstance(t, str) for t in impressions):
             raise WeightsError(f"{source}: 'impression_types' must be a list of event type names")
         impression_types = frozenset(t.strip().lower() for t in impressions)
@@ -114,7 +118,28 @@ def load_weights(path: Path | None = None) -> WeightTable:
         except OSError as exc:
             raise WeightsError(f"{source}: cannot read the weight file ({exc.strerror})") from None
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        # The standard library's parser, for its hooks: a key given twice is an error, not the
+        # last one silently winning, and NaN or Infinity are named (QA).
+        doc = json.loads(raw, object_pairs_hook=_unique_keys(source), parse_constant=_no_constant(source))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{source}: not valid JSON ({exc})") from None
     return WeightTable.from_mapping(doc, source)
+
+
+def _unique_keys(source: str):
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        seen: dict[str, object] = {}
+        for key, value in items:
+            if key in seen:
+                raise WeightsError(f"{source}: {key!r} is given twice in one object")
+            seen[key] = value
+        return seen
+
+    return pairs
+
+
+def _no_constant(source: str):
+    def refuse(name: str) -> float:
+        raise WeightsError(f"{source}: {name} is not a number a weight can be")
+
+    return refuse

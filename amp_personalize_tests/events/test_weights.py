@@ -85,3 +85,29 @@ def test_nan_and_unreadable_files(tmp_path):
         load_weights(path)
     with pytest.raises(WeightsError, match="cannot read"):
         load_weights(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"weights": {"click": 1, "click": 2}}', "'click' is given twice in one object"),
+        ('{"weights": {"click": NaN}}', "NaN is not a number a weight can be"),
+        ('{"weights": {"click": -Infinity}}', "-Infinity is not a number a weight can be"),
+        (b'{"weights": {"cl\xe9ck": 1}}', "not valid JSON"),
+    ],
+)
+def test_what_a_json_parser_would_let_through_is_named(tmp_path, text, message):
+    """QA: a key given twice took the last value silently; NaN said only 'unexpected character'."""
+    path = tmp_path / "w.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(WeightsError, match=message):
+        load_weights(path)
+
+
+def test_a_file_without_impression_types_keeps_the_frontend_impressions(tmp_path):
+    """QA: left out, impression_types was empty and every impression event was skipped."""
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"weights": {"click": 1.0, "initial_impression": 0.3, "scroll_impression": 0.5}}))
+    assert load_weights(path).impression_types == {"initial_impression", "scroll_impression"}
+    path.write_text(json.dumps({"weights": {"click": 1.0, "initial_impression": 0.3}, "impression_types": []}))
+    assert load_weights(path).impression_types == frozenset()  # said outright: none

@@ -204,3 +204,20 @@ def test_implausible_times_landed_before_the_receiver_checked_them_read_as_missi
     raw, _ = build(landed.select(list(LANDED_SCHEMA)))
     as_ms = raw.select(pl.col("event_time").dt.epoch("ms"), "event_time_missing").rows()
     assert as_ms == [(1767229200000, True), (1767229200000, True), (1767225600000, False)]
+
+
+def test_dedupe_looks_at_windows_of_another_width_that_start_inside_this_one(tmp_path):
+    """QA: after AMP_WINDOW_MINUTES went 15 -> 60, a retry landed in the hour 23:00 kept its copy,
+    although the 15-minute window 23:15 (its key sorts after 23:00) held the first receipt."""
+    from amp_personalize.assets.raw_events import earlier_event_ids
+    from amp_personalize.lake.parquet import write_atomic
+
+    lake = tmp_path / "lake"
+    for window, ids in (("20261126T2200Z", ["old"]), ("20261126T2300Z", ["mine"]), ("20261126T2315Z", ["retried"]),
+                        ("20261127T0000Z", ["later"])):
+        write_atomic(pl.DataFrame({"event_id": ids}), partition_path(lake, "raw_events", window))
+    candidates = pl.Series(["old", "mine", "retried", "later", "new"])
+    found = earlier_event_ids(lake, "20261126T2300Z", 60, 24, candidates)
+    # Not its own file (a rebuild), nor a window starting after it ends (that one deduped against this).
+    assert sorted(found.to_list()) == ["old", "retried"]
+    assert sorted(earlier_event_ids(lake, "20261126T2300Z", 15, 24, candidates).to_list()) == ["old"]
