@@ -268,8 +268,8 @@ def train() -> None:
         raise click.ClickException(f"refreshing the caches failed: {failed}; its logs are in the Dagster UI")
     if meta.get("caches_skipped"):
         click.echo(f"caches not refreshed: {meta['caches_skipped']}")
-        return
-    click.echo("refreshed recommendations, popular_items and similar_items")
+    else:
+        click.echo("refreshed recommendations, popular_items and similar_items")
     for check in meta.get("warnings", []):  # they passed nothing back, but the user should know
         click.echo(f"warning: the check {check} failed (see the Dagster UI for its numbers)")
 
@@ -325,7 +325,7 @@ def recommend(user_id: str, num_results: int | None) -> None:
         raise click.UsageError("USER_ID is empty")
     settings = _settings()
     try:
-        items, source, version = RecommendationCache(settings.lake_dir).recommend(user_id, num_results or settings.num_results)
+        items, source, version = RecommendationCache(settings.lake_dir, log_errors=False).recommend(user_id, num_results or settings.num_results)
     except CacheUnreadable as error:
         raise click.ClickException(str(error)) from None
     if not items and version is None:
@@ -347,7 +347,7 @@ def similar(item_id: str, num_results: int | None) -> None:
         raise click.UsageError("ITEM_ID is empty")
     settings = _settings()
     try:
-        items, version = RecommendationCache(settings.lake_dir).similar(item_id, num_results or settings.num_results)
+        items, version = RecommendationCache(settings.lake_dir, log_errors=False).similar(item_id, num_results or settings.num_results)
     except CacheUnreadable as error:
         raise click.ClickException(str(error)) from None
     if version is None:

@@ -46,10 +46,14 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
             raise SettingsError(f"AMP_DATA_DIR={settings.data_dir}: cannot create the Dagster instance's directory there: {exc.strerror}") from None
     # Its runs' events and logs are recorded as any run's, but not a raw copy of stdout/stderr:
     # the local compute-log manager mirrors those through `tail` and a Python watcher per step,
-    # and Ctrl-C in a terminal reaches those too, which printed two tracebacks (QA).
+    # and Ctrl-C in a terminal reaches those too, which printed two tracebacks (QA). Another
+    # manager (say, to S3) is the user's choice, and kept.
     from dagster._core.instance.ref import InstanceRef
 
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=_NO_COMPUTE_LOGS))
+    ref = InstanceRef.from_dir(os.environ["DAGSTER_HOME"])
+    if ref.compute_logs_data.class_name == "LocalComputeLogManager":
+        ref = InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=_NO_COMPUTE_LOGS)
+    return dg.DagsterInstance.from_ref(ref)
 
 
 _NO_COMPUTE_LOGS = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}}
@@ -119,15 +123,19 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     if not trained.success:
         return False, {}
     trained_meta = {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
+    warnings = _failed_warnings(trained)
     why = why_no_caches(trained_meta.get("backend"), settings)
     if why:
-        return True, {**trained_meta, "caches_skipped": why}
+        return True, {**trained_meta, "caches_skipped": why, "warnings": warnings}
     cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(tags=host_tags(), **run)
     if _interrupted(cached):
         raise KeyboardInterrupt(f"while caching model {trained_meta.get('version')}: some caches may hold the previous model until the next training")
-    warnings = [f"{e.asset_key.to_user_string()}.{e.check_name}" for result in (trained, cached)
-                for e in result.get_asset_check_evaluations() if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
-    return cached.success, {**trained_meta, "warnings": warnings}
+    return cached.success, {**trained_meta, "warnings": warnings + _failed_warnings(cached)}
+
+
+def _failed_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [f"{e.asset_key.to_user_string()}.{e.check_name}" for e in result.get_asset_check_evaluations()
+            if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
 
 
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:

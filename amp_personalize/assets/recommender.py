@@ -15,7 +15,7 @@ from amp_personalize.backends.personalize.jobs import JobFailed
 from amp_personalize.backends.personalize.ledger import LedgerMismatch
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.personalize.validation import RequestInvalid
-from amp_personalize.backends.versions import latest_version
+from amp_personalize.backends.versions import latest_version, load_version
 from amp_personalize.backends.vetoes import fill_empty_lists, recommend_without_vetoed
 from amp_personalize.checks.recommendations import (
     RECOMMENDATIONS_DECLARED,
@@ -24,7 +24,7 @@ from amp_personalize.checks.recommendations import (
 )
 from amp_personalize.lake.parquet import scan_table
 from amp_personalize.resources import AmpResource
-from amp_personalize.serving.cache import NOTHING_LEFT_KEY
+from amp_personalize.serving.cache import MODEL_VERSION_KEY, NOTHING_LEFT_KEY
 from amp_personalize.settings import SettingsError
 from amp_personalize.transforms import UTC_MS
 from amp_personalize.transforms.interactions import (
@@ -131,16 +131,18 @@ def latest_model(amp: AmpResource, backend) -> TrainedModel:
     version = latest_version(settings.models_dir)
     if version is None:
         raise dg.Failure("no trained model yet: materialize recommender_model (or run `amp-personalize train`)")
+    path = settings.models_dir / version
     try:
-        model = backend.load(settings.models_dir / version)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # QA: a hand-edited or dangling LATEST gave a bare FileNotFoundError
+        trained_by = load_version(path).backend
+        if trained_by != backend.name:
+            raise dg.Failure(f"the latest model ({version}) was trained by the {trained_by} backend, not {backend.name}: retrain first")
+        return backend.load(path)
+    # QA: a hand-edited or dangling LATEST gave a bare FileNotFoundError.
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise dg.Failure(
             f"{settings.models_dir / 'LATEST'} names model version {version!r}, which cannot be loaded "
             f"({type(error).__name__}: {error}): run `amp-personalize train` for a new one"
         ) from None
-    if model.backend != backend.name:
-        raise dg.Failure(f"the latest model ({version}) was trained by the {model.backend} backend, not {backend.name}: retrain first")
-    return model
 
 
 @dg.asset(
@@ -166,7 +168,10 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     vetoing = vetoed.select("user_id").unique().filter(~pl.col("user_id").is_in(active.implode()))["user_id"]
     users = pl.concat([active, vetoing]).sort()  # not Series.append: it would grow `active` in place
     recs = recommend_without_vetoed(backend, model, users.to_list(), settings.num_results, vetoed)
-    recs, nothing_left = fill_empty_lists(backend, model, users.to_list(), recs, settings.num_results, vetoed)
+    history = interactions.filter(pl.col("event_time") >= pl.lit(now - timedelta(days=settings.history_days)).cast(UTC_MS))
+    recs, nothing_left = fill_empty_lists(
+        backend, model, users.to_list(), recs, settings.num_results, vetoed, history, settings.exclude_seen
+    )
     recs = recs.with_columns(pl.lit(model.version).alias("model_version"), pl.lit(now).cast(UTC_MS).alias("generated_at"))
     result = publish(
         "recommendations",
@@ -174,7 +179,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
         recommendation_checks(active, settings.num_results, vetoed, nothing_left),
         amp,
         # The server answers a user without a list with the popular one: these must get none.
-        file_metadata={NOTHING_LEFT_KEY: json.dumps(nothing_left)},
+        file_metadata={NOTHING_LEFT_KEY: json.dumps(nothing_left), MODEL_VERSION_KEY: model.version},
         metadata={
             "model_version": model.version,
             "active_users": active.len(),

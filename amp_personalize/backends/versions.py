@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -62,12 +63,21 @@ def _fsync_folder(directory: Path) -> None:
     fsync_dir(directory)
 
 
+# A folder without meta.json younger than this is a training still writing it (another `train`,
+# the schedule); older, one that was killed.
+UNFINISHED_GRACE_SECONDS = 3600
+
+
 def prune_versions(models_dir: Path, keep: int = KEEP_VERSIONS) -> list[str]:
-    """Delete all but the newest `keep` version folders (names sort by time), never the live one;
-    folders of killed trainings go the same way."""
+    """Delete all but the newest `keep` finished versions (names sort by time) and the live one;
+    the folders of killed trainings too, but not one a training may still be writing."""
     live = latest_version(models_dir)
-    versions = sorted(p.name for p in models_dir.iterdir() if p.is_dir() and _VERSION.match(p.name))
-    doomed = [v for v in versions[:-keep] if v != live] if keep > 0 else []
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    finished = [p.name for p in folders if (p / "meta.json").exists()]
+    kept = {*finished[-keep:], live} if keep > 0 else {live}
+    now = time.time()
+    doomed = [p.name for p in folders if p.name not in kept
+              and (p.name in finished or now - p.stat().st_mtime > UNFINISHED_GRACE_SECONDS)]
     for version in doomed:
         shutil.rmtree(models_dir / version, ignore_errors=True)
     return doomed

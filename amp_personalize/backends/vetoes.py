@@ -40,26 +40,44 @@ def recommend_without_vetoed(
     return pl.concat([recs.filter(~pl.col("user_id").is_in(hit.implode())), again]).sort("user_id", "rank")
 
 
+def exhausted_users(users: pl.Series, history: pl.LazyFrame, vetoed: pl.DataFrame, exclude_seen: bool) -> pl.Series:
+    """Those of `users` with nothing left to offer: every item of the catalog (the items of the
+    training history) is one they vetoed or, with AMP_EXCLUDE_SEEN, already interacted with."""
+    catalog = history.select(pl.col("item_id").unique()).collect()
+    taken = vetoed.filter(pl.col("user_id").is_in(users.implode())).select("user_id", "item_id")
+    if exclude_seen:
+        seen = history.filter(pl.col("event_value") > 0, pl.col("user_id").is_in(users.implode())).select("user_id", "item_id")
+        taken = pl.concat([taken, seen.collect()])
+    counts = taken.unique().join(catalog, on="item_id", how="semi").group_by("user_id").len()
+    return counts.filter(pl.col("len") >= catalog.height)["user_id"].sort()
+
+
 def fill_empty_lists(
-    backend: RecommenderBackend, model, users: list[str], recs: pl.DataFrame, num_results: int, vetoed: pl.DataFrame
+    backend: RecommenderBackend, model, users: list[str], recs: pl.DataFrame, num_results: int, vetoed: pl.DataFrame,
+    history: pl.LazyFrame, exclude_seen: bool,
 ) -> tuple[pl.DataFrame, list[str]]:
-    """Lists for the users left with none, and the users left with nothing at all.
+    """Lists for the users with nothing left to offer, and those left with nothing at all.
 
     A user who has seen or vetoed every item (a small catalog; QA: a reader of all six items)
     got no list, and the server then answered them with the plain popular list, vetoed items
-    first among them. They get the popular items they did not veto instead, seen or not: what
-    an unknown user would get, less their vetoes. Only a user who vetoed every popular item is
-    left with nothing; the server answers them with an empty list, not the popular one.
+    first among them; an active one failed every_active_user_has_recommendations for everyone.
+    They get the popular items they did not veto instead, seen or not: what an unknown user
+    would get, less their vetoes. Only a user who vetoed every popular item is left with
+    nothing; the server answers them with an empty list, not the popular one. Any other user
+    without a list stays without one, for the check to catch (a backend that answered nothing).
     """
-    listed = set(recs["user_id"].unique().to_list()) if recs.height else set()
-    empty = sorted(set(users) - listed)
-    if not empty:
+    listed = recs.select(pl.col("user_id").unique())
+    empty = pl.DataFrame({"user_id": users}, schema={"user_id": pl.String()}).join(listed, on="user_id", how="anti")["user_id"]
+    if empty.is_empty():
         return recs, []
-    theirs = vetoed.filter(pl.col("user_id").is_in(empty))
+    exhausted = exhausted_users(empty, history, vetoed, exclude_seen)
+    if exhausted.is_empty():
+        return recs, []
+    theirs = vetoed.filter(pl.col("user_id").is_in(exhausted.implode()))
     room = num_results + (int(theirs.group_by("user_id").len()["len"].max()) if theirs.height else 0)
     popular = backend.popular_items(model, room).sort("rank").select("item_id", "score")
     fill = (
-        pl.DataFrame({"user_id": empty}, schema={"user_id": pl.String()})
+        exhausted.to_frame()
         .join(popular, how="cross", maintain_order="left_right")
         .join(theirs, on=["user_id", "item_id"], how="anti", maintain_order="left")
         .group_by("user_id", maintain_order=True)
@@ -69,5 +87,5 @@ def fill_empty_lists(
         )
         .select(recs.columns)
     )
-    nothing = sorted(set(empty) - set(fill["user_id"].to_list()))
-    return pl.concat([recs, fill.cast(recs.schema)]).sort("user_id", "rank"), nothing
+    nothing = exhausted.filter(~exhausted.is_in(fill["user_id"].unique().implode())).to_list()
+    return pl.concat([recs, fill.cast(recs.schema)]), nothing

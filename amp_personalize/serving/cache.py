@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 # Key in the recommendations file's footer: the users with nothing left to offer (they vetoed
 # every popular item), whom the popular fallback must not answer.
 NOTHING_LEFT_KEY = "amp:users_with_nothing_left"
+# And the model version, for when those users are all there is (no row carries it then).
+MODEL_VERSION_KEY = "amp:model_version"
+
+
+RETRY_DAMAGED_SECONDS = 60.0
 
 
 class CacheUnreadable(Exception):
@@ -51,28 +56,39 @@ def _grouped(df: pl.DataFrame, key: str, item: str) -> dict[str, list[tuple[str,
 
 
 class RecommendationCache:
-    def __init__(self, lake_dir: Path, check_every_seconds: float = 2.0) -> None:
+    def __init__(self, lake_dir: Path, check_every_seconds: float = 2.0, log_errors: bool = True) -> None:
+        self.log_errors = log_errors  # the CLI says it in its own one line
         self.lake_dir = lake_dir
         self.check_every = check_every_seconds
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
         self._bad_stamp: tuple | None = None
+        self._bad_since = 0.0
         self._error = ""
 
     def _paths(self) -> list[Path]:
         return [partition_path(self.lake_dir, name) for name in ("recommendations", "popular_items", "similar_items")]
 
     def _stamp(self) -> tuple:
-        return tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) for p in self._paths())
+        """What identifies each file's version: a file replaced or repaired in place changes it."""
+        stamps = []
+        for path in self._paths():
+            try:
+                st = path.stat()
+                stamps.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                stamps.append((str(path), None))
+        return tuple(stamps)
 
     def _load(self, stamp: tuple) -> Snapshot:
         recs_path, popular_path, similar_path = self._paths()
         recs = pl.read_parquet(recs_path) if recs_path.exists() else pl.DataFrame()
         popular = pl.read_parquet(popular_path) if popular_path.exists() else pl.DataFrame()
         similar = pl.read_parquet(similar_path) if similar_path.exists() else pl.DataFrame()
-        version = recs["model_version"][0] if recs.height else None
-        nothing_left = json.loads(pl.read_parquet_metadata(recs_path).get(NOTHING_LEFT_KEY, "[]")) if recs_path.exists() else []
+        footer = pl.read_parquet_metadata(recs_path) if recs_path.exists() else {}
+        version = recs["model_version"][0] if recs.height else footer.get(MODEL_VERSION_KEY)
+        nothing_left = json.loads(footer.get(NOTHING_LEFT_KEY, "[]"))
         return Snapshot(
             stamp=stamp,
             model_version=version,
@@ -94,15 +110,18 @@ class RecommendationCache:
         with self._lock:
             self._checked = now
             stamp = self._stamp()
-            if stamp == self._bad_stamp:  # the same damaged files: read them again once they change
+            # The same damaged files: read again once they change, or after a while (the error
+            # may have been passing: out of file descriptors, a network filesystem's hiccup).
+            if stamp == self._bad_stamp and now - self._bad_since < RETRY_DAMAGED_SECONDS:
                 return self._last_good()
             if self._snapshot is None or stamp != self._snapshot.stamp:
                 try:
                     self._snapshot = self._load(stamp)
                 except Exception as error:  # QA: a truncated file answered 500 at every check
-                    self._bad_stamp, self._error = stamp, f"{type(error).__name__}: {error}"
-                    if self._snapshot is not None:  # else the error raised says it, to each request
-                        log.error("cannot read the cached recommendations (%s); still serving the last good ones", self._error)
+                    if stamp != self._bad_stamp and self.log_errors:
+                        log.error("cannot read the cached recommendations (%s: %s); %s", type(error).__name__, error,
+                                  "still serving the last good ones" if self._snapshot else "answering 503 until they can be read")
+                    self._bad_stamp, self._bad_since, self._error = stamp, now, f"{type(error).__name__}: {error}"
                     return self._last_good()
         return self._snapshot
 
@@ -117,7 +136,7 @@ class RecommendationCache:
         with a model version for a user with nothing left to offer (see NOTHING_LEFT_KEY)."""
         snap = self.snapshot()
         if user_id in snap.nothing_left:
-            return [], "model", snap.model_version
+            return [], "none", snap.model_version
         items = snap.by_user.get(user_id)
         if items:  # a list that is all popularity backfill (a user the model barely knew) says so
             return items[:n], snap.user_source.get(user_id, "model"), snap.model_version

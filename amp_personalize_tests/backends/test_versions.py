@@ -30,8 +30,27 @@ def test_the_live_version_is_kept_however_old(tmp_path):
     """LATEST pointed back at an old version by hand (a rollback) keeps that version."""
     models = tmp_path / "models"
     first = train(models, START)
-    for d in range(1, KEEP_VERSIONS + 3):  # newer version folders, LATEST still on the first
-        (models / f"{START + timedelta(days=d):%Y%m%dT%H%M%SZ}-abcdef").mkdir()
+    for d in range(1, KEEP_VERSIONS + 3):  # newer finished versions, LATEST still on the first
+        newer = models / f"{START + timedelta(days=d):%Y%m%dT%H%M%SZ}-abcdef"
+        newer.mkdir()
+        (newer / "meta.json").write_text("{}")
     deleted = prune_versions(models)
     assert len(deleted) == 2 and first not in deleted and (models / first / "model.npz").exists()
     assert len([p for p in models.iterdir() if p.is_dir()]) == KEEP_VERSIONS + 1
+
+
+def test_unfinished_folders_are_left_to_their_training_then_cleared(tmp_path):
+    """Review: a folder being written by another training (no meta.json yet) was deletable, and
+    killed trainings' folders counted toward the versions kept."""
+    import os
+    import time
+
+    models = tmp_path / "models"
+    writing, killed = (models / f"{START - timedelta(days=d):%Y%m%dT%H%M%SZ}-abcdef" for d in (1, 2))
+    for folder in (writing, killed):
+        folder.mkdir(parents=True)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(killed, (hours_ago, hours_ago))
+    versions = [train(models, START + timedelta(days=d)) for d in range(KEEP_VERSIONS)]
+    assert writing.is_dir() and not killed.exists()
+    assert all((models / v).is_dir() for v in versions)  # five finished versions, the unfinished not counted

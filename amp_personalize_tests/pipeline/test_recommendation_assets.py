@@ -21,6 +21,7 @@ from amp_personalize.assets.recommender import (
     recommender_model,
     similar_items,
 )
+from amp_personalize.backends.base import RECOMMENDATIONS_SCHEMA
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.backends.versions import latest_version
@@ -227,10 +228,21 @@ def test_users_with_every_item_seen_or_vetoed_are_never_offered_a_vetoed_one(tmp
         old = httpx.get(f"{live.url}/recommendations/old").json()
         assert [i["item_id"] for i in old["items"]] == ["doc_2", "doc_3"] and old["source"] == "popularity"
         hater = httpx.get(f"{live.url}/recommendations/hater")
-        assert hater.status_code == 200 and hater.json()["items"] == [] and hater.json()["model_version"] == meta["model_version"].value
+        assert hater.status_code == 200 and hater.json() == {"items": [], "source": "none", "model_version": meta["model_version"].value}
         assert httpx.get(f"{live.url}/recommendations/stranger").json()["items"][0]["item_id"] == "doc_1"
     said = CliRunner().invoke(main, ["recommend", "hater"], env={"AMP_DATA_DIR": str(data)})
     assert said.exit_code == 0 and said.output.startswith("nothing left to recommend to hater: they vetoed every popular item")
+
+
+def test_a_backend_that_answers_nothing_still_fails_the_check(tmp_path, monkeypatch):
+    """Review: filling every user without a list hid a backend that answered nobody (a broken
+    model, a batch job whose lines all errored): only users the catalog leaves nothing are filled."""
+    data = tmp_path / "data"
+    monkeypatch.setattr(LocalBackend, "recommend", lambda self, model, users, n: pl.DataFrame(schema=RECOMMENDATIONS_SCHEMA))
+    result, checks = train_and_cache(data, [event(f"reader{i}", item) for i in range(6) for item in ("a", "b", "c", "d")][:-1],
+                                     num_results=2)
+    assert not result.success and checks["every_active_user_has_recommendations"] is False
+    assert not partition_path(data / "lake", "recommendations").exists()
 
 
 def test_a_latest_naming_no_loadable_version_fails_naming_it(trained, tmp_path):

@@ -77,3 +77,35 @@ def test_a_damaged_cache_file_leaves_the_last_good_lists_in_service(tmp_path, se
     assert result.exit_code == 1 and "cannot be read" in result.output and "Traceback" not in result.output
     empty = CliRunner().invoke(main, ["recommend", ""], env={"AMP_DATA_DIR": str(settings.data_dir)})
     assert empty.exit_code == 2 and "USER_ID is empty" in empty.output
+
+
+def test_a_passing_read_error_is_retried_and_a_user_with_nothing_left_gets_an_empty_list(tmp_path, monkeypatch):
+    """Review: one OSError on the first load (out of file descriptors, say) meant 503 until the
+    next training; and with only users who have nothing left, no row carried the model version."""
+    import amp_personalize.serving.cache as cache_module
+
+    lake = tmp_path / "lake"
+    write_atomic(pl.DataFrame(schema={"user_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float64,
+                                      "source": pl.String, "model_version": pl.String}),
+                 partition_path(lake, "recommendations"),
+                 {cache_module.NOTHING_LEFT_KEY: '["hater"]', cache_module.MODEL_VERSION_KEY: "v7"})
+    write_atomic(pl.DataFrame({"rank": pl.Series([1], dtype=pl.Int32), "item_id": ["p"], "score": [1.0], "source": ["popularity"]}),
+                 partition_path(lake, "popular_items"))
+    real_read = pl.read_parquet
+    failures = iter([OSError(24, "Too many open files")])
+
+    def flaky(*args, **kwargs):
+        for error in failures:
+            raise error
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module.pl, "read_parquet", flaky)
+    cache = RecommendationCache(lake, check_every_seconds=0)
+    try:
+        cache.recommend("hater", 5)
+        raise AssertionError("the first read failed: nothing to serve")
+    except cache_module.CacheUnreadable as error:
+        assert "Too many open files" in str(error)
+    monkeypatch.setattr(cache_module, "RETRY_DAMAGED_SECONDS", 0.0)
+    assert cache.recommend("hater", 5) == ([], "none", "v7")
+    assert cache.recommend("stranger", 5) == ([("p", 1.0)], "popularity", "v7")

@@ -98,6 +98,7 @@ class PersonalizeBackend:
 
     def popular_items(self, model: TrainedModel, num_results: int) -> pl.DataFrame:
         s = self.settings
+        num_results = min(num_results, recommend.MAX_RESULTS)  # GetRecommendations refuses more
         recs = restore(recommend.realtime(self.clients, s.campaign_arn, [COLD_USER], num_results, None, s.recommend_tps, 1), "item_id", _catalog(model))
         return recs.drop("user_id").with_columns(pl.lit("popular").alias("source")).select(list(POPULAR_ITEMS_SCHEMA))
 
