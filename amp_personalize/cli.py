@@ -183,6 +183,7 @@ def replay(files: tuple[Path, ...], url: str | None, batch_size: int, concurrenc
         concurrency=concurrency,
         max_retries=max_retries,
         progress=not quiet,
+        max_body_bytes=settings.max_body_bytes,
     )
     click.echo(
         f"sent {summary.sent}  processed {summary.processed}  skipped {summary.skipped}  "

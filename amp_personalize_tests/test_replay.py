@@ -248,3 +248,30 @@ def test_a_json_document_that_does_not_parse_is_unreadable_not_thousands_of_bad_
     for name in ("trailing_comma.json", "latin1.json", "pretty_object.json"):
         assert f"  unreadable: {tmp_path / name}: BrokenDocument: not valid JSON" in result.output, result.output
     assert f"{tmp_path / 'fine.ndjson'}:1: not JSON" in result.output
+
+
+def test_batches_fit_the_receivers_body_limit_and_an_event_past_it_is_named(settings, tmp_path):
+    """QA: 600 events of 45 KB went 500 to a request (22 MB, refused with 413), and one event past
+    the limit failed its whole batch without naming its line."""
+    from dataclasses import replace
+
+    limit = 200_000
+    fat = [{**ev(i), "event_properties": {"item_id": "d1", "note": "x" * 5_000}} for i in range(100)]
+    huge = {**ev(100), "event_properties": {"item_id": "d1", "note": "x" * 300_000}}
+    path = tmp_path / "fat.ndjson"
+    path.write_bytes(ndjson([*fat[:50], huge, *fat[50:]]))
+    with LiveReceiver(create_app(replace(settings, max_body_bytes=limit))) as live:
+        summary = replay([path], live.url + WEBHOOK, progress=False, max_body_bytes=limit)
+    assert (summary.sent, summary.failed, summary.invalid) == (100, 0, 1), summary.errors
+    assert summary.requests == 3  # 100 x 5 KB in bodies of at most 200 KB
+    request = len(b'{"events":[') + len(orjson.dumps(huge)) + len(b"]}")
+    assert summary.errors == [f"{path}:51: event is {request:,} bytes as a request, more than the receiver takes "
+                              f"(AMP_MAX_BODY_BYTES={limit})"]
+    assert sorted(line["event_id"] for line in landed_lines(settings.data_dir)) == sorted(e["uuid"] for e in fat)
+
+
+def test_a_receiver_not_there_is_named_by_its_url(tmp_path):
+    path = tmp_path / "one.ndjson"
+    path.write_bytes(ndjson([ev(1)]))
+    summary = replay([path], "http://127.0.0.1:9/webhooks/amplitude/", max_retries=0, progress=False)
+    assert summary.failed == 1 and summary.errors[0].endswith("(POST http://127.0.0.1:9/webhooks/amplitude/)")
