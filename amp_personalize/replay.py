@@ -151,7 +151,8 @@ def read_events(path: Path, summary: ReplaySummary, max_bytes: int | None = None
             return
         with archive:
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
-                if info.is_dir():
+                # macOS's Archive Utility adds a `__MACOSX/._name` resource fork per file: not data (QA).
+                if info.is_dir() or info.filename.startswith("__MACOSX/") or Path(info.filename).name.startswith("._"):
                     continue
                 yield from _readable(f"{path}!{info.filename}", lambda info=info: archive.read(info), summary, max_bytes)
         return

@@ -275,3 +275,14 @@ def test_a_receiver_not_there_is_named_by_its_url(tmp_path):
     path.write_bytes(ndjson([ev(1)]))
     summary = replay([path], "http://127.0.0.1:9/webhooks/amplitude/", max_retries=0, progress=False)
     assert summary.failed == 1 and summary.errors[0].endswith("(POST http://127.0.0.1:9/webhooks/amplitude/)")
+
+
+def test_a_zip_made_on_macos_sends_its_events_and_ignores_the_resource_forks(receiver, tmp_path):
+    """QA: the `__MACOSX/._*.json.gz` members Archive Utility adds made replay exit 1."""
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("export/0.json.gz", gzip.compress(ndjson([ev(1), ev(2)])))
+        z.writestr("__MACOSX/export/._0.json.gz", b"\x00\x05\x16\x07 Mac OS X resource fork")
+    result = CliRunner().invoke(main, ["replay", "--url", receiver.url + WEBHOOK, "--quiet", str(archive)])
+    assert result.exit_code == 0, result.output
+    assert "sent 2  processed 2  skipped 0  failed 0  invalid 0  unreadable files 0" in result.output
