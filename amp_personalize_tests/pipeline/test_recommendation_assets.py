@@ -144,18 +144,20 @@ def train_and_cache(data, events, num_results):
     return result, checks
 
 
+def with_an_old_flag(*others: dict) -> list[dict]:
+    """Six readers make `pop` popular; u1 read `a` and flagged `pop` 120 days ago, before AMP_HISTORY_DAYS."""
+    old_flag = event("u1", "pop", "flag")
+    old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
+    return [*[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")], *others, event("u1", "a"), old_flag]
+
+
 def test_a_flag_older_than_the_training_history_still_keeps_the_item_out(tmp_path):
     """The model forgets a flag from before AMP_HISTORY_DAYS; the cache (and its check) must not."""
     data = tmp_path / "data"
-    old_flag = event("u1", "pop", "flag")
-    old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
-    result, checks = train_and_cache(data, [
-        *[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")],
+    result, checks = train_and_cache(data, with_an_old_flag(
         *[event(f"reader{i}", "c") for i in range(2)],
         *[event(f"other{i}", item) for i in range(4) for item in ("d", "e", "f")],
-        event("u1", "a"),
-        old_flag,
-    ], num_results=2)
+    ), num_results=2)
     assert result.success and checks["no_vetoed_items"]
     recs = pl.read_parquet(partition_path(data / "lake", "recommendations"))
     u1 = recs.filter(pl.col("user_id") == "u1").sort("rank")
@@ -190,13 +192,7 @@ def test_a_rejected_cache_publishes_no_new_fallback_list_either(tmp_path, monkey
     data = tmp_path / "data"
     # A fault: the vetoes are not applied, so the flag older than the history is recommended.
     monkeypatch.setattr(recommender, "recommend_without_vetoed", lambda backend, model, users, n, vetoed: backend.recommend(model, users, n))
-    old_flag = event("u1", "pop", "flag")
-    old_flag["time"] = int((NOW - timedelta(days=120)).timestamp() * 1000)
-    result, checks = train_and_cache(data, [
-        *[event(f"reader{i}", item) for i in range(6) for item in ("a", "pop", "b")],
-        event("u1", "a"),
-        old_flag,
-    ], num_results=2)
+    result, checks = train_and_cache(data, with_an_old_flag(), num_results=2)
     assert not result.success and checks["no_vetoed_items"] is False
     assert not partition_path(data / "lake", "recommendations").exists()
     assert not partition_path(data / "lake", "popular_items").exists()
