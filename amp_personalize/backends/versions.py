@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from amp_personalize.backends.base import TrainedModel
-from amp_personalize.landing.segments import fsync_dir
+from amp_personalize.landing.segments import fsync_dir, fsync_file
 
 LATEST = "LATEST"
 # Versions kept on disk, the live one always among them: enough to look back or roll back by
@@ -39,16 +39,10 @@ def read_meta(directory: Path) -> dict:
     return json.loads((directory / "meta.json").read_text())
 
 
-def _write_durably(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def publish_latest(models_dir: Path, version: str) -> None:
     tmp = models_dir / f".{LATEST}.tmp-{os.getpid()}"
-    _write_durably(tmp, version + "\n")
+    tmp.write_text(version + "\n")
+    fsync_file(tmp)
     os.replace(tmp, models_dir / LATEST)
     fsync_dir(models_dir)
 
@@ -58,8 +52,7 @@ def _fsync_folder(directory: Path) -> None:
     name a folder of empty files (only the folder entries were synced before)."""
     for path in directory.iterdir():
         if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+            fsync_file(path)
     fsync_dir(directory)
 
 

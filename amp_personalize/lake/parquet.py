@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from amp_personalize.landing.segments import ensure_dir, fsync_dir
+from amp_personalize.landing.segments import ensure_dir, fsync_dir, fsync_file
 from amp_personalize.pids import alive
 
 UNPARTITIONED = "all"
@@ -42,8 +42,7 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
     df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576, metadata=file_metadata)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
+    fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return path.stat().st_size

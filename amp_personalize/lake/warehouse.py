@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from amp_personalize.lake.parquet import published, rejected_path, table_dir
-from amp_personalize.landing.segments import fsync_dir
+from amp_personalize.landing.segments import fsync_dir, fsync_file
 
 _UNLIMITED = 1 << 30  # no width limit: every column, every character
 
@@ -70,8 +70,7 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
                     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_quote(glob)})")
                     made.append(name)
             con.execute("CHECKPOINT")  # everything in the file itself, no write-ahead log beside it
-        with open(copy, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_file(copy)
         warehouse.with_name(warehouse.name + ".wal").unlink(missing_ok=True)  # only a crash before this design left one
         os.replace(copy, warehouse)
         fsync_dir(warehouse.parent)

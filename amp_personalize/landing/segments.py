@@ -35,6 +35,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """A file written by something else (a library's writer, a temp file) on disk before it is renamed."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_dir(path: Path) -> None:
     """mkdir -p that also makes the new directory entries durable."""
     missing = []
