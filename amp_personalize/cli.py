@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -61,6 +62,12 @@ def _instance(settings: Settings):
         return dagster_instance(settings)
     except SettingsError as exc:
         raise SettingsProblem(str(exc)) from None
+
+
+def _interrupted(stopped: KeyboardInterrupt, then: str) -> NoReturn:
+    """Ctrl-C: one line saying what it stopped (see process._execute) and what to do, exit 130."""
+    click.echo(f"interrupted {stopped.args[0]}; {then}" if stopped.args else f"interrupted; {then}", err=True)
+    sys.exit(130)
 
 
 def _failed_run(instance, job_name: str, partition: str | None = None) -> str:
@@ -213,9 +220,7 @@ def process(all_windows: bool, rebuild: bool) -> None:
         try:
             report = process_once(settings, all_windows, instance, rebuild=rebuild, say=lambda text: click.echo(text, err=True))
         except KeyboardInterrupt as stopped:
-            during = f" while building {stopped.args[0]}" if stopped.args else ""
-            click.echo(f"interrupted{during}; the same command again finishes the job", err=True)
-            sys.exit(130)
+            _interrupted(stopped, "the same command again finishes the job")
         runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
             name: _failed_run(instance, "refresh_user_item_scores")
             if name == "user_item_scores"
@@ -245,9 +250,7 @@ def train() -> None:
         try:
             ok, meta = train_once(settings, instance)
         except KeyboardInterrupt as stopped:
-            during = f" {stopped.args[0]}" if stopped.args else ""
-            click.echo(f"interrupted{during}; `amp-personalize train` again trains a new one", err=True)
-            sys.exit(130)
+            _interrupted(stopped, "`amp-personalize train` again trains a new one")
         if not meta:
             failed = _failed_run(instance, "retrain")
         elif not ok:

@@ -24,6 +24,7 @@ from amp_personalize.sensors.window_runs import (
     host_tags,
     only_checks_failed,
     run_in_flight,
+    run_time,
     step_errors,
 )
 from amp_personalize.services import dagster_home
@@ -111,9 +112,7 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     run = _run_options(settings, instance)
     for job in ("retrain", "refresh_recommendations"):  # QA: a killed `train` left its runs STARTED for good
         fail_dead_runs(instance, job)
-    trained = defs.resolve_job_def("retrain").execute_in_process(tags=host_tags(), **run)
-    if _interrupted(trained):
-        raise KeyboardInterrupt("while training: the caches still serve the previous model")
+    trained = _execute(defs.resolve_job_def("retrain"), "while training: the caches still serve the previous model", **run)
     # Too little data still materializes (with the counts) before its blocking check fails the
     # run: those counts are what the user needs to hear, so look before testing success.
     materialized = trained.asset_materializations_for_node("recommender_model")
@@ -127,9 +126,11 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     why = why_no_caches(trained_meta.get("backend"), settings)
     if why:
         return True, {**trained_meta, "caches_skipped": why, "warnings": warnings}
-    cached = defs.resolve_job_def("refresh_recommendations").execute_in_process(tags=host_tags(), **run)
-    if _interrupted(cached):
-        raise KeyboardInterrupt(f"while caching model {trained_meta.get('version')}: some caches may hold the previous model until the next training")
+    cached = _execute(
+        defs.resolve_job_def("refresh_recommendations"),
+        f"while caching model {trained_meta.get('version')}: some caches may hold the previous model until the next training",
+        **run,
+    )
     return cached.success, {**trained_meta, "warnings": warnings + _failed_warnings(cached)}
 
 
@@ -138,14 +139,14 @@ def _failed_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
             if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
 
 
-def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether Ctrl-C ended the run: Dagster turns it into a failed step and returns."""
-    return INTERRUPTED in step_errors(result.get_step_failure_events())
-
-
-def _when(record: dg.RunRecord, moment: str) -> float:
-    at = getattr(record, moment)
-    return at if at is not None else record.update_timestamp.timestamp()
+def _execute(job: dg.JobDefinition, stopped: str, **options) -> dg.ExecuteInProcessResult:
+    """The job run in this process, tagged with this host. Ctrl-C, which Dagster turns into a
+    failed step before returning, is raised again as KeyboardInterrupt(`stopped`), saying what
+    it stopped, for the command to end on."""
+    result = job.execute_in_process(tags=host_tags(), **options)
+    if INTERRUPTED in step_errors(result.get_step_failure_events()):
+        raise KeyboardInterrupt(stopped)
+    return result
 
 
 def _scores_behind(instance: dg.DagsterInstance, window_job: str, history_days: int) -> bool:
@@ -157,7 +158,7 @@ def _scores_behind(instance: dg.DagsterInstance, window_job: str, history_days: 
     scores = instance.get_run_records(dg.RunsFilter(job_name="refresh_user_item_scores", statuses=success), limit=1)
     if not window:
         return False
-    if not scores or _when(scores[0], "start_time") < _when(window[0], "end_time"):
+    if not scores or run_time(scores[0], "start_time") < run_time(window[0], "end_time"):
         return True
     latest = instance.get_latest_materialization_event(dg.AssetKey("user_item_scores"))
     built_over = latest.asset_materialization.metadata.get("history_days") if latest and latest.asset_materialization else None
@@ -195,9 +196,7 @@ def process_once(
         due = []
     touched = False  # a window published something: built, or kept partly out by its checks
     for i, window in enumerate(due):
-        result = window_job.execute_in_process(partition_key=window, tags=host_tags(), **run)
-        if _interrupted(result):
-            raise KeyboardInterrupt(window)
+        result = _execute(window_job, f"while building {window}", partition_key=window, **run)
         if result.success:
             report.windows.append(window)
             touched = True
@@ -214,9 +213,7 @@ def process_once(
                 )
             break
     if touched or _scores_behind(instance, window_job.name, settings.history_days):
-        scores = defs.resolve_job_def("refresh_user_item_scores").execute_in_process(tags=host_tags(), **run)
-        if _interrupted(scores):
-            raise KeyboardInterrupt("user_item_scores")
+        scores = _execute(defs.resolve_job_def("refresh_user_item_scores"), "while building user_item_scores", **run)
         report.scores_refreshed = scores.success
         if not scores.success:
             report.failed.append("user_item_scores")

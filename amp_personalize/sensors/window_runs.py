@@ -99,6 +99,12 @@ def fail_dead_runs(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     return ended
 
 
+def run_time(record: dg.RunRecord, moment: str) -> float:
+    """The run's `start_time` or `end_time`, epoch seconds; its last update where that is unset."""
+    at = getattr(record, moment)
+    return at if at is not None else record.update_timestamp.timestamp()
+
+
 def run_in_flight(instance: dg.DagsterInstance, job_name: str) -> dg.DagsterRun | None:
     """A run of that job that has not finished, if any (after failing those whose process died)."""
     fail_dead_runs(instance, job_name)
@@ -118,8 +124,7 @@ class WindowRuns:
         """Epoch seconds before which a window whose runs failed is not requested again."""
         if not self.failures or self.latest is None:
             return 0.0
-        ended = self.latest.end_time or self.latest.update_timestamp.timestamp()
-        return ended + min(FIRST_RETRY_SECONDS * 2 ** (self.failures - 1), LONGEST_RETRY_SECONDS)
+        return run_time(self.latest, "end_time") + min(FIRST_RETRY_SECONDS * 2 ** (self.failures - 1), LONGEST_RETRY_SECONDS)
 
 
 def window_runs(instance: dg.DagsterInstance, job_name: str, window: str) -> WindowRuns:
