@@ -46,7 +46,8 @@ def test_unfinished_folders_are_left_to_their_training_then_cleared(tmp_path):
     import time
 
     models = tmp_path / "models"
-    writing, killed = (models / f"{START - timedelta(days=d):%Y%m%dT%H%M%SZ}-abcdef" for d in (1, 2))
+    # Named after every finished version: counted, they would push finished ones out (review).
+    writing, killed = (models / f"{START + timedelta(days=KEEP_VERSIONS + d):%Y%m%dT%H%M%SZ}-abcdef" for d in (1, 2))
     for folder in (writing, killed):
         folder.mkdir(parents=True)
     hours_ago = time.time() - 2 * 3600

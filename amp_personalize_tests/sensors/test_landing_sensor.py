@@ -44,6 +44,17 @@ def build(data, instance, window):
     assert dg.materialize([raw_events, interactions, impressions], partition_key=window, resources={"amp": amp}, instance=instance).success
 
 
+def requested(result) -> list[str]:
+    """The windows a tick asked runs for."""
+    return [r.partition_key for r in result.run_requests]
+
+
+def built_then_tick(data, instance, window, cursor):
+    """The requested run done (`window` built), then the next tick from the cursor it left."""
+    build(data, instance, window)
+    return tick(data, instance, cursor=cursor)[0]
+
+
 def just_before(window: str) -> str:
     return window_key(window_start_ms(window) - 60_000)
 
@@ -54,7 +65,16 @@ def instance():
         yield inst
 
 
-def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, instance):
+@pytest.fixture
+def mid_hour(monkeypatch):
+    """The clock moved to half past this hour: the open window stays open while the test runs
+    (review: a run across the top of the hour closed it, and it was requested)."""
+    real = time.time
+    offset = real() // 3600 * 3600 + 1800 - real()
+    monkeypatch.setattr(time, "time", lambda: real() + offset)
+
+
+def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, instance, mid_hour):
     data = tmp_path / "data"
     old, previous, current = windows_back(3), windows_back(1), windows_back(0)
     for w in (old, previous):
@@ -66,11 +86,9 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
     assert first.run_requests[0].tags["amp/host"] == socket.gethostname()  # where a pid of its means something
     assert json.loads(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
-    build(data, instance, old)
-    result, _ = tick(data, instance, cursor=first.cursor)
+    result = built_then_tick(data, instance, old, first.cursor)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
-    build(data, instance, previous)
-    result, _ = tick(data, instance, cursor=result.cursor)
+    result = built_then_tick(data, instance, previous, result.cursor)
     assert not result.run_requests
     assert json.loads(result.cursor) == {"watermark": previous, "v": 2}
 
@@ -91,7 +109,7 @@ def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instan
     saved = first.cursor
     write_segment(data, windows_back(1), [CLICK])  # a window that settles while we were down
     resumed, _ = tick(data, instance, cursor=saved)
-    assert [r.partition_key for r in resumed.run_requests] == [windows_back(1)]
+    assert requested(resumed) == [windows_back(1)]
 
 
 def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instance):
@@ -111,11 +129,9 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
         os.close(fd)
     # The holder died without sealing: the sensor seals it and both windows go, in order.
     result, _ = tick(data, instance)
-    assert [r.partition_key for r in result.run_requests] == [blocked]
+    assert requested(result) == [blocked]
     assert not live.exists()
-    build(data, instance, blocked)
-    result, _ = tick(data, instance, cursor=result.cursor)
-    assert [r.partition_key for r in result.run_requests] == [later]
+    assert requested(built_then_tick(data, instance, blocked, result.cursor)) == [later]
 
 
 def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, instance):
@@ -134,7 +150,7 @@ def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, insta
     assert f"recovery could not seal {crashed.name} (Not a directory)" in message
     (data / "quarantine").unlink()
     result, _ = tick(data, instance)
-    assert [r.partition_key for r in result.run_requests] == [blocked]
+    assert requested(result) == [blocked]
 
 
 @pytest.mark.parametrize("status", [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED])
@@ -145,7 +161,7 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     write_segment(data, first_window, [CLICK])
     write_segment(data, second_window, [CLICK])
     first, _ = tick(data, instance)
-    assert [r.partition_key for r in first.run_requests] == [first_window]
+    assert requested(first) == [first_window]
 
     run = create_run_for_test(instance, job_name="process_window", status=status, tags={"dagster/partition": first_window})
     waiting, _ = tick(data, instance, cursor=first.cursor)
@@ -203,9 +219,7 @@ def test_a_failed_window_is_run_again_before_any_later_window(tmp_path, instance
 
     # Built at last (here by `process`): the later window goes next.
     monkeypatch.undo()
-    build(data, instance, failing)
-    after, _ = tick(data, instance, cursor=retry.cursor)
-    assert [r.partition_key for r in after.run_requests] == [later]
+    assert requested(built_then_tick(data, instance, failing, retry.cursor)) == [later]
 
 
 def test_runs_whose_process_is_gone_are_marked_failed_and_live_ones_are_not(tmp_path, instance):
@@ -264,7 +278,7 @@ def test_a_rebuild_that_failed_after_raw_events_is_run_again(tmp_path, instance)
     write_segment(data, window, [CLICK], name="0000000000009-late-000001")  # sealed after the build
     amp = AmpResource(data_dir=str(data), grace_seconds=0)
     assert dg.materialize([raw_events], partition_key=window, resources={"amp": amp}, instance=instance).success
-    assert [r.partition_key for r in tick(data, instance)[0].run_requests] == [window]
+    assert requested(tick(data, instance)[0]) == [window]
 
 
 def test_grace_period_and_empty_landing(tmp_path):
@@ -357,14 +371,14 @@ def test_windows_already_built_by_process_are_passed_over_not_built_again(tmp_pa
     assert dg.materialize([raw_events, interactions, impressions], partition_key=old, resources={"amp": amp}, instance=instance).success
 
     first, _ = tick(data, instance)
-    assert [r.partition_key for r in first.run_requests] == [previous]
+    assert requested(first) == [previous]
     assert dg.materialize([raw_events, interactions, impressions], partition_key=previous, resources={"amp": amp}, instance=instance).success
     again, _ = tick(data, instance)  # a cursor lost as well: everything ready is built
     assert not again.run_requests
     assert again.skip_reason.skip_message.startswith(f"2 ready window(s) ({old} to {previous}) were built already")
     assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
     write_segment(data, old, [CLICK], name="0000000000009-late-000001")  # a segment its build did not read
-    assert [r.partition_key for r in tick(data, instance)[0].run_requests] == [old]
+    assert requested(tick(data, instance)[0]) == [old]
 
 
 def test_process_waits_for_a_window_run_the_daemon_has_in_flight(tmp_path, instance):
@@ -384,7 +398,7 @@ def test_process_waits_for_a_window_run_the_daemon_has_in_flight(tmp_path, insta
     ]
 
 
-@pytest.mark.parametrize("failure", ["checks only", "an error"])
+@pytest.mark.parametrize("failure", ["checks only", "an error", "checks and an error"])
 def test_a_window_run_its_checks_failed_still_refreshes_the_scores(tmp_path, instance, monkeypatch, failure):
     """Review: a window whose impressions were kept out had its interactions published, and
     only a successful window run refreshed the scores."""
@@ -395,12 +409,16 @@ def test_a_window_run_its_checks_failed_still_refreshes_the_scores(tmp_path, ins
     shown = {"event_type": "initial_impression", "user_id": "u", "uuid": "i", "event_properties": {"items_shown": ["d1", "d2"]}}
     write_segment(data, windows_back(3), [{**CLICK, "uuid": "a"}, shown])
     real = interactions_module.build_impressions
-    if failure == "checks only":  # an impression without a user: kept out by no_null_ids
-        broken = lambda raw, w: real(raw, w).with_columns(pl.lit(None, dtype=pl.String).alias("user_id"))  # noqa: E731
-    else:
-        def broken(raw, w):
-            raise OSError(28, "No space left on device")
-    monkeypatch.setattr(interactions_module, "build_impressions", broken)
+    def disk_full(raw, w):
+        raise OSError(28, "No space left on device")
+
+    if failure == "an error":
+        monkeypatch.setattr(interactions_module, "build_impressions", disk_full)
+    else:  # an impression without a user: kept out by no_null_ids
+        monkeypatch.setattr(interactions_module, "build_impressions",
+                            lambda raw, w: real(raw, w).with_columns(pl.lit(None, dtype=pl.String).alias("user_id")))
+    if failure == "checks and an error":  # review: "only" must mean only
+        monkeypatch.setattr(interactions_module, "build_interactions", disk_full)
     amp = AmpResource(data_dir=str(data), grace_seconds=0)
     result = defs.resolve_job_def("process_window").execute_in_process(
         partition_key=windows_back(3), resources={"amp": amp}, instance=instance, raise_on_error=False)
@@ -414,3 +432,22 @@ def test_a_window_run_its_checks_failed_still_refreshes_the_scores(tmp_path, ins
         assert answer.run_key == f"scores-after-{result.run_id}"
     else:
         assert answer.skip_message == "the run failed, not only its blocking checks: nothing new was published"
+
+
+def test_a_canceled_run_counts_as_failed_and_retries_wait_at_most_an_hour(instance):
+    """README: "A canceled run counts as failed", and retries wait 1, 2, 4 ... minutes, at most hourly."""
+    from amp_personalize.sensors.window_runs import (
+        LONGEST_RETRY_SECONDS,
+        run_time,
+        window_runs,
+    )
+
+    window = windows_back(3)
+    tags = {"dagster/partition": window}
+    for _ in range(8):
+        instance.report_run_failed(create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags=tags))
+    canceled = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags=tags)
+    instance.report_run_canceled(canceled)
+    runs = window_runs(instance, "process_window", window)
+    assert (runs.failures, runs.latest.dagster_run.run_id) == (9, canceled.run_id)
+    assert runs.retry_at == run_time(runs.latest, "end_time") + LONGEST_RETRY_SECONDS  # not 2**8 minutes

@@ -52,7 +52,7 @@ def test_similar_items_are_served_while_the_recommendations_cache_is_empty(tmp_p
     assert RecommendationCache(lake).similar("p1", 5) == ([("p2", 0.9)], "v1")
 
 
-def test_a_damaged_cache_file_leaves_the_last_good_lists_in_service(tmp_path, settings, caplog):
+def test_a_damaged_cache_file_leaves_the_last_good_lists_in_service(tmp_path, settings, caplog, monkeypatch):
     """QA: a truncated recommendations file answered 500 to a request at every reload check,
     and `recommend` printed a traceback."""
     lake = settings.data_dir / "lake"
@@ -64,8 +64,13 @@ def test_a_damaged_cache_file_leaves_the_last_good_lists_in_service(tmp_path, se
     cache = RecommendationCache(lake, check_every_seconds=0)
     assert cache.recommend("u1", 5) == ([("a", 0.9)], "model", "v1")
     path.write_bytes(path.read_bytes()[:40])  # cut short, as a full disk or a bad copy leaves it
+    reads = []
+    real_read = pl.read_parquet
+    monkeypatch.setattr(pl, "read_parquet", lambda *a, **k: reads.append(a) or real_read(*a, **k))
     for _ in range(3):
         assert cache.recommend("u1", 5) == ([("a", 0.9)], "model", "v1")
+    assert len(reads) == 1  # tried once, then left alone until it changes or a minute passes (review)
+    monkeypatch.undo()
     said = [r.getMessage() for r in caplog.records if "cannot read the cached recommendations" in r.getMessage()]
     assert len(said) == 1 and "still serving the last good ones" in said[0]  # once, not at every check
 
