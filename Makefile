@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: install
-	$(VENV)/bin/amp-personalize up
+	@$(VENV)/bin/amp-personalize up
 
 demo: install
 	$(PY) -m amp_personalize.demo.run

@@ -130,29 +130,31 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Receiver processes.")
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the webhook receiver alone."""
-    import uvicorn
+    from dataclasses import replace
+
+    from amp_personalize.receiver import serve as receiver
 
     settings = _settings()
+    settings = replace(settings, receiver_host=host or settings.receiver_host, receiver_port=settings.receiver_port if port is None else port)
+    if settings.serving_port == settings.receiver_port:
+        raise SettingsProblem(f"AMP_SERVING_PORT={settings.serving_port} is the webhook's port (--port): give serving a port of its own")
     _check_weights(settings)  # fail here, not in every worker
     _check_landing_dir(settings)
+    try:
+        sockets = receiver.listeners(settings)
+    except receiver.PortUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    receiver.export(settings)
     if workers > 1:  # they stop with this process however it ends (receiver.app.end_with_supervisor)
         from amp_personalize.receiver.app import SUPERVISOR_PID_ENV
 
         os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
-    uvicorn.run(
-        "amp_personalize.receiver:create_app",
-        factory=True,
-        host=host or settings.receiver_host,
-        port=settings.receiver_port if port is None else port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        proxy_headers=False,  # no X-Forwarded-* rewriting on the hot path; nothing reads client addresses
-        server_header=False,
-        log_level="info",
-    )
+    try:
+        receiver.run(settings, sockets, workers)
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()
@@ -161,10 +163,20 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 @click.option("--workspace", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="workspace.yaml", show_default=True)
 def up(ui_host: str, ui_port: int, workspace: Path) -> None:
     """The receiver and the Dagster UI (with the landing sensor running); Ctrl-C stops both."""
+    from amp_personalize.receiver.serve import PortUnavailable, listen
     from amp_personalize.services import up as run_up
 
     settings = _settings()
     _check_weights(settings)
+    wanted = [(settings.receiver_host, settings.receiver_port, "the receiver, AMP_RECEIVER_PORT"), (ui_host, ui_port, "the Dagster UI, --ui-port")]
+    if settings.serving_port is not None:
+        wanted.append((settings.serving_host, settings.serving_port, "serving, AMP_SERVING_PORT"))
+    try:  # before anything starts: a second `make up` is one line, not two services' tracebacks
+        for host, port, what in wanted:
+            listen(host, port, what, likely="is `make up` already running?").close()
+    except PortUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     sys.exit(run_up(settings, ui_host, ui_port, workspace))
 
 
@@ -221,10 +233,10 @@ def process(all_windows: bool, rebuild: bool) -> None:
             report = process_once(settings, all_windows, instance, rebuild=rebuild, say=lambda text: click.echo(text, err=True))
         except KeyboardInterrupt as stopped:
             _interrupted(stopped, "the same command again finishes the job")
-        runs = {  # report.failed holds window keys, and "user_item_scores" for the scores run
-            name: _failed_run(instance, "refresh_user_item_scores")
-            if name == "user_item_scores"
-            else _failed_run(instance, "process_window", partition=name)
+        # report.failed holds window keys, and the asset names of the scores and push runs
+        by_asset = {"user_item_scores": "refresh_user_item_scores", "personalize_events": "push_to_personalize"}
+        runs = {
+            name: _failed_run(instance, by_asset[name]) if name in by_asset else _failed_run(instance, "process_window", partition=name)
             for name in report.failed
         }
     for why in report.waiting:
@@ -232,6 +244,12 @@ def process(all_windows: bool, rebuild: bool) -> None:
     click.echo(f"processed {len(report.windows)} window(s): {', '.join(report.windows) or '-'}")
     if report.scores_refreshed:
         click.echo("refreshed user_item_scores")
+    if report.pushed is not None:
+        pushed = report.pushed
+        click.echo(
+            f"pushed {pushed['events']} event(s) from {pushed['segments']} segment(s) to Personalize in {pushed['calls']} "
+            f"PutEvents call(s); {pushed['already_pushed']} already pushed, {pushed['refused']} refused (set aside)"
+        )
     if report.failed:
         click.echo(f"failed: {', '.join(report.failed)} (see the Dagster UI for the run logs)", err=True)
         for name, run in runs.items():

@@ -17,7 +17,7 @@ import dagster as dg
 from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
 from amp_personalize.sensors.plan import plan_now
-from amp_personalize.sensors.training import why_no_caches
+from amp_personalize.sensors.training import CACHES_INLINE, CACHES_TAG, why_no_caches
 from amp_personalize.sensors.window_runs import (
     INTERRUPTED,
     fail_dead_runs,
@@ -91,6 +91,7 @@ class ProcessReport:
     failed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     scores_refreshed: bool = False
+    pushed: dict[str, int] | None = None  # with the Personalize backend: what reached PutEvents
 
 
 def _run_options(settings: Settings, instance: dg.DagsterInstance) -> dict:
@@ -112,7 +113,10 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
     run = _run_options(settings, instance)
     for job in ("retrain", "refresh_recommendations"):  # QA: a killed `train` left its runs STARTED for good
         fail_dead_runs(instance, job)
-    trained = _execute(defs.resolve_job_def("retrain"), "while training: the caches still serve the previous model", **run)
+    trained = _execute(
+        defs.resolve_job_def("retrain"), "while training: the caches still serve the previous model",
+        tags={CACHES_TAG: CACHES_INLINE}, **run,
+    )
     # Too little data still materializes (with the counts) before its blocking check fails the
     # run: those counts are what the user needs to hear, so look before testing success.
     materialized = trained.asset_materializations_for_node("recommender_model")
@@ -123,7 +127,7 @@ def train_once(settings: Settings, instance: dg.DagsterInstance) -> tuple[bool, 
         return False, {}
     trained_meta = {k: v.value for k, v in meta.items() if not hasattr(v.value, "md_str")}
     warnings = _failed_warnings(trained)
-    why = why_no_caches(trained_meta.get("backend"), settings)
+    why = why_no_caches(trained_meta.get("backend"), settings.personalize)
     if why:
         return True, {**trained_meta, "caches_skipped": why, "warnings": warnings}
     cached = _execute(
@@ -139,11 +143,11 @@ def _failed_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
             if not e.passed and e.severity == dg.AssetCheckSeverity.WARN]
 
 
-def _execute(job: dg.JobDefinition, stopped: str, **options) -> dg.ExecuteInProcessResult:
+def _execute(job: dg.JobDefinition, stopped: str, tags: dict[str, str] | None = None, **options) -> dg.ExecuteInProcessResult:
     """The job run in this process, tagged with this host. Ctrl-C, which Dagster turns into a
     failed step before returning, is raised again as KeyboardInterrupt(`stopped`), saying what
     it stopped, for the command to end on."""
-    result = job.execute_in_process(tags=host_tags(), **options)
+    result = job.execute_in_process(tags={**host_tags(), **(tags or {})}, **options)
     if INTERRUPTED in step_errors(result.get_step_failure_events()):
         raise KeyboardInterrupt(stopped)
     return result
@@ -217,4 +221,38 @@ def process_once(
         report.scores_refreshed = scores.success
         if not scores.success:
             report.failed.append("user_item_scores")
+    if settings.backend == "personalize" and settings.personalize.tracking_id:
+        _push_pending(settings, instance, run, report)
     return report
+
+
+PUSH_TOTALS = ("segments", "events", "calls", "refused", "already_pushed")
+
+
+def _push_pending(settings: Settings, instance: dg.DagsterInstance, run: dict, report: ProcessReport) -> None:
+    """What the daemon's personalize_events_sensor does, until nothing sealed is left to push.
+
+    The same job and the same ledger, so an event the daemon pushed is not pushed again, and a
+    push run of the daemon's in flight is waited for (named) instead of racing its lease.
+    """
+    from amp_personalize.definitions import build_definitions
+
+    push_job = build_definitions(settings).resolve_job_def("push_to_personalize")
+    fail_dead_runs(instance, push_job.name)
+    busy = run_in_flight(instance, push_job.name)
+    if busy is not None:
+        report.waiting.append(f"push run {busy.run_id} is sending events to Personalize; run `process` again to push what it leaves")
+        return
+    totals = dict.fromkeys(PUSH_TOTALS, 0)
+    while True:
+        result = _execute(push_job, "while pushing to Personalize: the events not yet acknowledged go with the next push", **run)
+        materialized = result.asset_materializations_for_node("personalize_events")
+        meta = {k: v.value for k, v in materialized[0].metadata.items()} if materialized else {}
+        for name in PUSH_TOTALS:
+            totals[name] += int(meta.get(name) or 0)
+        if not result.success:
+            report.failed.append("personalize_events")
+            break
+        if not meta.get("segments_left_for_next_run") or not meta.get("segments"):
+            break
+    report.pushed = totals

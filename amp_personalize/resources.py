@@ -1,11 +1,16 @@
 """The one Dagster resource: where the data lives and the knobs the assets read.
 
 Built from Settings (the environment) in definitions.py; tests build it with a temp data_dir.
+It carries every setting the Dagster code reads, so sensors and assets see the values the
+code location was loaded with (the one reading of the environment), shown in the UI's resource
+page and overridable per run. Two things are not on it: the webhook secret and the read token
+(only the receiver needs them, and resource config is shown in the UI) and the Personalize settings, which are the
+`personalize` resource's.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import dagster as dg
@@ -14,42 +19,50 @@ from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.events import WeightTable, load_weights
 from amp_personalize.settings import Settings
 
-# The settings the assets read, mirrored on the resource so the Dagster UI shows them and a run
-# can override them; the two paths are strings there because run config is JSON.
-MIRRORED = (
-    "window_minutes", "history_days", "dedupe_lookback_hours", "future_skew_minutes",
-    "grace_seconds", "active_days", "num_results", "exclude_seen", "backend",
-)
+# Settings that never reach a resource (see the module docstring).
+NOT_CARRIED = frozenset({"webhook_secret", "read_token", "personalize"})
+# Paths are strings on the resource because run config is JSON.
+PATHS = frozenset({"data_dir", "weights_file"})
 
 
 class AmpResource(dg.ConfigurableResource):
-    data_dir: str = "data"
+    # Defaults are the settings' own, so the two cannot drift apart.
+    data_dir: str = str(Settings.data_dir)
     weights_file: str | None = None
+    max_body_bytes: int = Settings.max_body_bytes
     window_minutes: int = Settings.window_minutes
+    segment_max_age_seconds: float = Settings.segment_max_age_seconds
+    segment_max_bytes: int = Settings.segment_max_bytes
+    commit_interval_ms: float = Settings.commit_interval_ms
+    commit_max_events: int = Settings.commit_max_events
+    receiver_host: str = Settings.receiver_host
+    receiver_port: int = Settings.receiver_port
+    body_timeout_seconds: float = Settings.body_timeout_seconds
+    max_connections: int = Settings.max_connections
+    serving_host: str = Settings.serving_host
+    serving_port: int | None = Settings.serving_port
+    grace_seconds: float = Settings.grace_seconds
     history_days: int = Settings.history_days
     dedupe_lookback_hours: int = Settings.dedupe_lookback_hours
     future_skew_minutes: int = Settings.future_skew_minutes
-    grace_seconds: float = Settings.grace_seconds
+    partitions_start: str = Settings.partitions_start
+    backend: str = Settings.backend
+    retrain_cron: str = Settings.retrain_cron
     active_days: int = Settings.active_days
     num_results: int = Settings.num_results
     exclude_seen: bool = Settings.exclude_seen
-    backend: str = Settings.backend
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AmpResource":
-        return cls(
-            data_dir=str(settings.data_dir),
-            weights_file=str(settings.weights_file) if settings.weights_file else None,
-            **{name: getattr(settings, name) for name in MIRRORED},
-        )
+        values = {f.name: getattr(settings, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
+        return cls(**{name: str(value) if name in PATHS and value is not None else value for name, value in values.items()})
 
-    def settings(self) -> Settings:
-        return replace(
-            Settings.from_env({}),
-            data_dir=Path(self.data_dir),
-            weights_file=Path(self.weights_file) if self.weights_file else None,
-            **{name: getattr(self, name) for name in MIRRORED},
-        )
+    def settings(self, personalize: PersonalizeResource | None = None) -> Settings:
+        """The settings this resource was built from (and the `personalize` resource's, if given)."""
+        values = {f.name: getattr(self, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
+        values.update({name: Path(values[name]) for name in PATHS if values[name] is not None})
+        settings = Settings(**values)
+        return replace(settings, personalize=personalize.settings()) if personalize is not None else settings
 
     def recommender(self, personalize: PersonalizeResource):
         """The recommender backend the settings choose: `local`, or `personalize` with its resource."""

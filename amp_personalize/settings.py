@@ -122,6 +122,13 @@ class Settings:
     commit_max_events: int = 10_000
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
+    body_timeout_seconds: float = 30.0
+    max_connections: int = 1000
+    # Who may read recommendations and metrics (see receiver.exposure): a token, and/or a listener
+    # of their own beside the webhook's. repr=False as for the webhook secret.
+    read_token: str | None = field(default=None, repr=False)
+    serving_host: str = "127.0.0.1"
+    serving_port: int | None = None
     weights_file: Path | None = None
     grace_seconds: float = 30.0
     history_days: int = 90
@@ -190,6 +197,11 @@ class Settings:
             commit_max_events=_int(env, "AMP_COMMIT_MAX_EVENTS", 10_000, minimum=1),
             receiver_host=env.get("AMP_RECEIVER_HOST", "").strip() or "127.0.0.1",
             receiver_port=_int(env, "AMP_RECEIVER_PORT", 8000, minimum=1, maximum=65535),
+            body_timeout_seconds=_seconds(env, "AMP_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds, minimum=0.1),
+            max_connections=_int(env, "AMP_MAX_CONNECTIONS", cls.max_connections, minimum=1),
+            read_token=_read_token(env),
+            serving_host=env.get("AMP_SERVING_HOST", "").strip() or "127.0.0.1",
+            serving_port=_serving_port(env),
             weights_file=Path(weights) if weights else None,
             grace_seconds=_seconds(env, "AMP_GRACE_SECONDS", 30.0),
             history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1, maximum=MAX_DAYS),
@@ -203,6 +215,24 @@ class Settings:
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
             personalize=personalize,
         )
+
+
+def _read_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("AMP_READ_TOKEN") or None
+    if token is not None and token == env.get("AMP_WEBHOOK_SECRET"):
+        # The webhook's secret is configured in Amplitude, the read token in the app: one leaked
+        # must not open the other.
+        raise SettingsError("AMP_READ_TOKEN must differ from AMP_WEBHOOK_SECRET")
+    return token
+
+
+def _serving_port(env: Mapping[str, str]) -> int | None:
+    if not env.get("AMP_SERVING_PORT", "").strip():
+        return None
+    port = _int(env, "AMP_SERVING_PORT", 0, minimum=1, maximum=65535)
+    if port == _int(env, "AMP_RECEIVER_PORT", 8000, minimum=1, maximum=65535):
+        raise SettingsError(f"AMP_SERVING_PORT={port} is the webhook's port (AMP_RECEIVER_PORT): give serving a port of its own")
+    return port
 
 
 def _backend(env: Mapping[str, str], personalize: "PersonalizeSettings") -> str:

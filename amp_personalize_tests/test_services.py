@@ -86,3 +86,40 @@ def test_the_default_instance_ends_hung_window_runs_and_a_users_own_config_is_ke
     (own / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dagster_home(Settings.from_env({"AMP_DATA_DIR": str(own)}))
     assert (own / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_a_second_make_up_names_the_port_in_one_line_and_starts_nothing(tmp_path):
+    receiver_port, ui_port = free_port(), free_port()
+    env = {**os.environ, "AMP_DATA_DIR": str(tmp_path / "data"), "AMP_RECEIVER_PORT": str(receiver_port)}
+    env.pop("DAGSTER_HOME", None)
+    first = subprocess.Popen([sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(ui_port)],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(f"http://127.0.0.1:{receiver_port}/healthz", 60)
+        second = subprocess.run(["make", "--no-print-directory", "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0
+        ours = [line for line in (second.stdout + second.stderr).splitlines() if not line.startswith("make: ***")]
+        assert ours == [f"Error: port {receiver_port} on 127.0.0.1 (the receiver, AMP_RECEIVER_PORT) is in use: is `make up` already running?"]
+        assert first.poll() is None and httpx.get(f"http://127.0.0.1:{receiver_port}/healthz").status_code == 200
+    finally:
+        first.send_signal(signal.SIGINT)
+        try:
+            first.wait(60)
+        except subprocess.TimeoutExpired:
+            first.kill()
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "AMP_DATA_DIR": str(tmp_path / "data")}
+        done = subprocess.run([sys.executable, "-m", "amp_personalize.cli", "serve", "--port", str(port)],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"Error: port {port} on 127.0.0.1 (AMP_RECEIVER_PORT / --port) is in use: is `make up` or another `amp-personalize serve` already running?"
+    ]

@@ -82,9 +82,17 @@ def serve(mode: str, port: int, data_dir: str) -> None:
 
     settings = replace(Settings.from_env(), data_dir=Path(data_dir))
     app = bare if mode == "bare" else create_app(settings, landing=NoLanding() if mode == "baseline" else None)
+    # The receiver's own protocol and connection limit, as `serve` runs it; bare is uvicorn's own.
+    from functools import partial
+
+    from amp_personalize.receiver.protocol import ReceiverProtocol
+
+    product = {} if mode == "bare" else {
+        "http": partial(ReceiverProtocol, head_timeout=settings.body_timeout_seconds), "limit_concurrency": settings.max_connections,
+    }
     uvicorn.run(
         app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-        access_log=False, proxy_headers=False, server_header=False, log_level="warning",
+        access_log=False, proxy_headers=False, server_header=False, log_level="warning", **product,
     )
 
 

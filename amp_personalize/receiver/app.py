@@ -24,6 +24,7 @@ from amp_personalize.landing.commit import GroupCommitter
 from amp_personalize.landing.segments import recover
 from amp_personalize.landing.writer import SegmentWriter
 from amp_personalize.pids import alive
+from amp_personalize.receiver.exposure import Exposure, is_read_path
 from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics
 from amp_personalize.receiver.webhook import Landing, WebhookHandler
 from amp_personalize.serving.cache import RecommendationCache
@@ -85,16 +86,30 @@ def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommit
 
 
 class ReceiverApp:
-    def __init__(self, webhook: WebhookHandler, rest: Starlette, settings: Settings) -> None:
+    def __init__(self, webhook: WebhookHandler, rest: Starlette, settings: Settings, exposure: Exposure) -> None:
         self.webhook = webhook
         self.rest = rest
         self.settings = settings
         self.metrics = webhook.metrics
+        self.exposure = exposure
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] in WEBHOOK_PATHS and scope["method"] == "POST":
-            return await self.webhook(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path in WEBHOOK_PATHS:
+                if scope["method"] == "POST":
+                    return await self.webhook(scope, receive, send)
+                # A user checking the URL in a browser learns it is the right one.
+                return await _reply(send, 405, "this is the Amplitude webhook: POST events to it", [(b"allow", b"POST")])
+            if is_read_path(path) and (refusal := self.exposure.refusal(scope)) is not None:
+                status, why = refusal
+                return await _reply(send, status, why, [(b"www-authenticate", b"Bearer")] if status == 401 else [])
         await self.rest(scope, receive, send)
+
+
+async def _reply(send, status: int, error: str, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": orjson.dumps({"code": status, "error": error})})
 
 
 def create_app(
@@ -106,7 +121,8 @@ def create_app(
     weights = weights or load_weights(settings.weights_file)
     metrics = ReceiverMetrics()
     landing = landing or durable_landing(settings, metrics)
-    webhook = WebhookHandler(weights, landing, metrics, settings.max_body_bytes, settings.webhook_secret)
+    webhook = WebhookHandler(weights, landing, metrics, settings.max_body_bytes, settings.webhook_secret, settings.body_timeout_seconds)
+    exposure = Exposure(settings)
 
     async def healthz(request: Request) -> Response:
         return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
@@ -117,6 +133,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         end_with_supervisor()
+        log.info(exposure.describe(f"http://{settings.receiver_host}:{settings.receiver_port}"))
         report = recover(settings.landing_dir, settings.quarantine_dir)
         if report.sealed or report.torn_lines:
             log.warning("recovered %d open segments, quarantined %d torn lines", len(report.sealed), report.torn_lines)
@@ -143,4 +160,4 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    return ReceiverApp(webhook, rest, settings)
+    return ReceiverApp(webhook, rest, settings, exposure)

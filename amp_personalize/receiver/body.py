@@ -6,6 +6,9 @@ import zlib
 
 import orjson
 
+# The most a refused request's unread body is drained by (read and dropped; see BodyStream.drain).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+
 
 class Rejection(Exception):
     """A request we refuse; carries the status and a message naming what is wrong and where."""
@@ -18,6 +21,53 @@ class Rejection(Exception):
 
 class ClientGone(Exception):
     """The client disconnected before sending its whole body; there is nobody to reply to."""
+
+
+class BodyStream:
+    """One request's body as it arrives: whether it was asked for, and whether it is all in.
+
+    Its deadline is the handler's (receiver.deadlines): an overdue read is cancelled.
+    """
+
+    def __init__(self, receive, expect_continue: bool = False, declared: bytes | None = None) -> None:
+        self._receive = receive
+        self.expect_continue = expect_continue
+        self.declared = int(declared) if declared is not None and declared.isdigit() else None
+        self.started = False  # a read was asked for (with Expect: 100-continue, uvicorn then says "continue")
+        self.complete = False  # the last part of the body has been read
+
+    async def receive(self) -> dict:
+        self.started = True
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    async def drain(self, max_bytes: int = DRAIN_MAX_BYTES) -> bool:
+        """Read and drop the rest of a refused request's body, so that its client hears the reply.
+
+        Many clients (urllib, requests) write the whole body before they read anything; closing
+        with their bytes unread makes the kernel answer with a reset, and they never see the 413
+        (Amplitude's SDKs split a batch on a 413, and resend a reset one as it was). Bounded by
+        the request's deadline (its reads are cancelled past it) and `max_bytes`; False when the
+        rest could not be read within `max_bytes`.
+        A client that asked to be told before it sends (Expect: 100-continue) is not invited to.
+        """
+        if self.complete:
+            return True
+        if self.expect_continue and not self.started:
+            return False
+        if self.declared is not None and self.declared > max_bytes:
+            return False
+        drained = 0
+        while not self.complete:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return False
+            drained += len(message.get("body", b""))
+            if drained > max_bytes:
+                return False
+        return True
 
 
 async def read_limited(receive, declared: bytes | None, limit: int) -> bytes:

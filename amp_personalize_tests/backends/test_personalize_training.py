@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 import pytest
 from botocore.stub import ANY, Stubber
+from dagster_aws.s3 import S3Resource
 
 from amp_personalize.assets.recommender import recommender_model
 from amp_personalize.backends.personalize.ledger import Ledger
@@ -171,22 +172,22 @@ def test_training_is_refused_below_personalizes_minimums(tmp_path):
     assert latest_version(tmp_path / "models") is None
 
 
-def test_a_first_version_without_a_campaign_does_not_start_a_cache_refresh_bound_to_fail(monkeypatch):
+def test_a_first_version_without_a_campaign_does_not_start_a_cache_refresh_bound_to_fail():
     """README step 3 trains before the campaign exists: the caches wait for it, said so."""
-    from amp_personalize.definitions import defs
+    from amp_personalize.backends.personalize.resource import PersonalizeResource
     from amp_personalize.sensors.training import caches_after_training
 
-    monkeypatch.delenv("AWS_PERSONALIZE_CAMPAIGN_ARN", raising=False)
     with dg.instance_for_test() as instance:
-        def tick(version: str, backend: str):
+        def tick(version: str, backend: str, campaign: str | None):
             instance.report_runless_asset_event(
                 dg.AssetMaterialization("recommender_model", metadata={"version": version, "backend": backend})
             )
-            return caches_after_training.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+            personalize = PersonalizeResource(campaign_arn=campaign, s3=S3Resource())
+            with dg.build_sensor_context(instance=instance, resources={"personalize": personalize}) as context:
+                return caches_after_training.evaluate_tick(context)
 
-        waiting = tick("v1", "personalize")
+        waiting = tick("v1", "personalize", None)
         assert not waiting.run_requests and "no campaign yet" in waiting.skip_message
-        monkeypatch.setenv("AWS_PERSONALIZE_CAMPAIGN_ARN", "arn:aws:personalize:us-east-1:1:campaign/amp")
-        assert [r.run_key for r in tick("v2", "personalize").run_requests] == ["caches-v2"]
-        monkeypatch.delenv("AWS_PERSONALIZE_CAMPAIGN_ARN")
-        assert [r.run_key for r in tick("v3", "local").run_requests] == ["caches-v3"]
+        campaign = "arn:aws:personalize:us-east-1:1:campaign/amp"
+        assert [r.run_key for r in tick("v2", "personalize", campaign).run_requests] == ["caches-v2"]
+        assert [r.run_key for r in tick("v3", "local", None).run_requests] == ["caches-v3"]

@@ -29,6 +29,7 @@ from amp_personalize.cli import main
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of
 from amp_personalize.lake.parquet import partition_path
+from amp_personalize.process import train_once
 from amp_personalize.receiver import create_app
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.training import caches_after_training
@@ -101,11 +102,30 @@ def test_the_schedule_and_the_refresh_are_wired(trained):
     assert (schedule.cron_schedule, schedule.job_name) == ("0 3 * * *", "retrain")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert defs.resolve_job_def("retrain").asset_layer.selected_asset_keys == {dg.AssetKey("recommender_model")}
-    # After any materialization of the model, scheduled or manual, the caches are refreshed.
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
-    [run] = caches_after_training.evaluate_tick(context).run_requests
-    assert run.run_key.startswith("caches-") and run.tags["model_version"] == run.run_key.removeprefix("caches-")
     assert defs.resolve_sensor_def("caches_after_training").job_name == "refresh_recommendations"
+
+
+def caches_tick(instance) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources={"personalize": LOCAL_ONLY}) as context:
+        return caches_after_training.evaluate_tick(context)
+
+
+def test_each_model_version_refreshes_the_caches_once(trained, settings):
+    data, amp, instance, _ = trained
+    # The fixture's run materialized the model and its caches together: nothing more to do.
+    same_run = caches_tick(instance)
+    assert same_run.run_requests == [] and "refreshes its caches in the same run" in same_run.skip_message
+    # A model materialized alone (the schedule's run, or the UI): the sensor refreshes its caches.
+    assert dg.materialize([recommender_model], resources={"amp": amp, "personalize": LOCAL_ONLY}, instance=instance).success
+    [run] = caches_tick(instance).run_requests
+    assert run.run_key == f"caches-{latest_version(data / 'models')}" and run.tags["model_version"] == latest_version(data / "models")
+    # `amp-personalize train` refreshes its own model's caches: the daemon must not do it again.
+    trained_now, meta = train_once(replace(settings, data_dir=data, num_results=3), instance)
+    assert trained_now and meta["version"] == latest_version(data / "models")
+    after_train = caches_tick(instance)
+    assert after_train.run_requests == [] and "`amp-personalize train`" in after_train.skip_message
+    refreshes = instance.get_run_records(dg.RunsFilter(job_name="refresh_recommendations"))
+    assert len(refreshes) == 1  # train's own
 
 
 def test_serving_over_http_with_fallback_validation_and_reload(trained, settings):

@@ -219,3 +219,10 @@ def test_an_event_at_the_nesting_limit_lands_whole(receiver, settings):
     assert r.json()["events_ingested"] == 2
     landed = landed_lines(settings.data_dir)
     assert [line["event"] for line in landed] == orjson.loads(content)["events"]
+
+
+def test_the_webhook_url_opened_in_a_browser_says_it_takes_posts(receiver):
+    for path in ("/webhooks/amplitude/", "/webhooks/amplitude"):
+        answer = httpx.get(receiver.url + path)
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST", path
+        assert "POST events" in answer.json()["error"]

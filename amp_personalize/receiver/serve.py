@@ -1,0 +1,89 @@
+"""`amp-personalize serve`: the receiver's listeners, bound before anything else starts.
+
+Binding first turns a port that is taken into one line naming it (not uvicorn's error after
+the app has loaded), and lets one process serve two listeners: the webhook's and, with
+AMP_SERVING_PORT, an internal one for recommendations and metrics (receiver.exposure).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from functools import partial
+
+from amp_personalize.settings import Settings
+
+log = logging.getLogger(__name__)
+APP = "amp_personalize.receiver:create_app"
+
+
+class PortUnavailable(Exception):
+    """A listener cannot be opened; the message names the address and the setting."""
+
+
+def listen(host: str, port: int, setting: str, likely: str = "is `make up` or another `amp-personalize serve` already running?") -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"port {port} on {host} ({setting}) is in use: {likely}") from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            raise PortUnavailable(f"cannot listen on {host}:{port} ({setting}): no such address on this host") from None
+        raise PortUnavailable(f"cannot listen on {host}:{port} ({setting}): {exc.strerror}") from None
+    sock.set_inheritable(True)  # `--workers N` hands it to their processes
+    return sock
+
+
+def listeners(settings: Settings) -> list[socket.socket]:
+    """The webhook's listener, and serving's own when AMP_SERVING_PORT is set."""
+    webhook = listen(settings.receiver_host, settings.receiver_port, "AMP_RECEIVER_PORT / --port")
+    if settings.serving_port is None:
+        return [webhook]
+    try:
+        return [webhook, listen(settings.serving_host, settings.serving_port, "AMP_SERVING_PORT")]
+    except PortUnavailable:
+        webhook.close()
+        raise
+
+
+def run(settings: Settings, sockets: list[socket.socket], workers: int) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from amp_personalize.receiver.protocol import ReceiverProtocol
+
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        workers=workers,
+        loop="uvloop",
+        http=partial(ReceiverProtocol, head_timeout=settings.body_timeout_seconds),
+        # Past this many connections (or requests in flight), a request is answered 503 and its
+        # connection closed: a flood of slow clients cannot take every file descriptor.
+        limit_concurrency=settings.max_connections,
+        access_log=False,
+        proxy_headers=False,  # no X-Forwarded-* rewriting on the hot path; nothing reads client addresses
+        server_header=False,
+        log_level="info",
+    )
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        what = "webhook: POST /webhooks/amplitude/" if port == settings.receiver_port else "recommendations and /metrics"
+        log.info("listening on http://%s:%d (%s)", host, port, what)
+    if workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
+
+
+def export(settings: Settings) -> None:
+    """The `--host`/`--port` a user gave, in the environment the app factory reads (in this
+    process and in `--workers` processes), so the app knows which address it faces."""
+    os.environ["AMP_RECEIVER_HOST"] = settings.receiver_host
+    os.environ["AMP_RECEIVER_PORT"] = str(settings.receiver_port)
