@@ -125,7 +125,14 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     assert early.output == "Error: recommendations has no data yet: it is made by training (`amp-personalize train`, or the retraining schedule)\n"
     assert CliRunner().invoke(main, ["sql", 'select * from "Recommendations"']).output == early.output
     typo = CliRunner().invoke(main, ["sql", "select * from recomendations"])
-    assert typo.exit_code == 1 and "Table with name recomendations does not exist" in typo.output
+    assert typo.exit_code == 1
+    assert typo.output == (
+        "Error: there is no dataset recomendations: did you mean recommendations? Datasets with data: none yet; "
+        "not made yet: raw_events, interactions, impressions, user_item_scores, recommendations, popular_items, similar_items\n"
+    )
+    write_atomic(pl.DataFrame({"event_id": ["e"]}), partition_path(env / "data" / "lake", "interactions", "20260101T0000Z"))
+    listed = CliRunner().invoke(main, ["sql", "select * from clicks"]).output
+    assert listed.startswith("Error: there is no dataset clicks. Datasets with data: interactions; not made yet: raw_events, "), listed
     (env / "data" / "lake" / "_rejected" / "recommendations").mkdir(parents=True)  # a model the checks kept out
     held = CliRunner().invoke(main, ["sql", "select * from RECOMMENDATIONS"])
     assert held.output.startswith("Error: recommendations has no published data: what was made of it failed a blocking check"), held.output

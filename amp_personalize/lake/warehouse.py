@@ -9,6 +9,7 @@ delays neither a run nor another query (QA: a 25 s query held a window's run for
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import io
 import os
@@ -78,11 +79,21 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
 
 
 def missing_dataset(error: duckdb.Error, lake_dir: Path) -> str | None:
-    """For a query naming a dataset that has no view yet: which one, and why it has none."""
+    """For a query naming a table that has no view: which datasets there are (the nearest name
+    to a misspelt one first), or, for a dataset with no view yet, why it has none."""
     found = re.search(r"Table with name (\S+) does not exist", str(error)) if isinstance(error, duckdb.CatalogException) else None
-    name = found.group(1).strip('"').lower() if found else None
-    if name not in MADE_BY:
+    if not found:
         return None
+    name = found.group(1).strip('"').lower()
+    if name not in MADE_BY:
+        nearest = difflib.get_close_matches(name, DATASETS, n=1, cutoff=0.6)
+        with_data = [d for d in DATASETS if published(lake_dir, d)]
+        without = [d for d in DATASETS if d not in with_data]
+        return (
+            f"there is no dataset {found.group(1)}" + (f": did you mean {nearest[0]}?" if nearest else ".")
+            + f" Datasets with data: {', '.join(with_data) or 'none yet'}"
+            + (f"; not made yet: {', '.join(without)}" if without else "")
+        )
     if rejected_path(lake_dir, name).parent.is_dir():
         return (f"{name} has no published data: what was made of it failed a blocking check and was kept "
                 f"apart in {rejected_path(lake_dir, name).parent} (the check's result is in the Dagster UI)")
