@@ -42,25 +42,63 @@ def test_bad_settings_name_the_variable(env, message):
         Settings.from_env(env)
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_DOC = ROOT / "docs" / "settings.md"
 
 
-def settings_table() -> tuple[list[str], str]:
-    """The first table under README's "## Settings", and the rest of that section before "###"."""
-    section = README.read_text().split("\n## Settings\n", 1)[1].split("\n### ", 1)[0]
+def first_table(section: str) -> tuple[list[str], str]:
+    """The first markdown table in `section`, and the text after it."""
     lines = section.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return lines[start:end], "\n".join(lines[end:])
 
 
-def test_every_setting_the_readme_lists_is_a_row_of_its_table():
+def settings_table() -> tuple[list[str], str]:
+    """The first table under docs/settings.md's "## Environment variables", and the rest of that section."""
+    section = SETTINGS_DOC.read_text().split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    return first_table(section)
+
+
+def defaults(table: list[str]) -> dict[str, str]:
+    """Each row's variables (a row may name two, `A` / `B`) and its default column."""
+    rows = {}
+    for line in table[2:]:
+        name, default = (cell.strip() for cell in line.split("|")[1:3])
+        for variable in re.findall(r"`([A-Z0-9_]+)`", name):
+            rows[variable] = default
+    return rows
+
+
+def test_every_setting_the_docs_list_is_a_row_of_its_table():
     table, after = settings_table()
     assert not [line for line in after.splitlines() if line.startswith("|")], "a row outside the table does not render as one"
     assert "| `DAGSTER_HOME` |" in "\n".join(table)
 
 
-def test_the_readme_lists_exactly_the_window_widths_settings_accept():
+def test_the_front_pages_settings_are_in_the_full_table_with_the_same_defaults():
+    """README.md shows a few settings; docs/settings.md is the reference, and they must agree."""
+    front = (ROOT / "README.md").read_text().split("\n## The settings most people set\n", 1)[1].split("\n## ", 1)[0]
+    full = defaults(settings_table()[0])
+    table, _ = first_table(front)
+    for line in table[2:]:
+        name, default = (cell.strip() for cell in line.split("|")[1:3])
+        variables = re.findall(r"`([A-Z0-9_]+)`", name)
+        values = [v.strip() for v in default.split(" / ")] if len(variables) > 1 else [default]
+        assert variables and len(values) == len(variables), line
+        for variable, value in zip(variables, values):
+            assert variable in full, f"{variable} is on the front page but not in docs/settings.md"
+            assert value == full[variable], (variable, value, full[variable])
+
+
+def test_every_variable_settings_reads_is_in_the_docs_table():
+    read = set(re.findall(r'"((?:AMP|AWS)_[A-Z0-9_]+)"', (ROOT / "amp_personalize" / "settings.py").read_text()))
+    assert "AMP_PERSONALIZE_S3_URL" in read and len(read) > 30
+    missing = read - set(defaults(settings_table()[0]))
+    assert not missing, f"read by settings.py, not in docs/settings.md: {sorted(missing)}"
+
+
+def test_the_docs_list_exactly_the_window_widths_settings_accept():
     table, _ = settings_table()
     [row] = [line for line in table if line.startswith("| `AMP_WINDOW_MINUTES` |")]
     meaning = row.split("|")[3]

@@ -173,7 +173,7 @@ def test_training_is_refused_below_personalizes_minimums(tmp_path):
 
 
 def test_a_first_version_without_a_campaign_does_not_start_a_cache_refresh_bound_to_fail():
-    """README step 3 trains before the campaign exists: the caches wait for it, said so."""
+    """docs/personalize.md step 3 trains before the campaign exists: the caches wait for it, said so."""
     from amp_personalize.backends.personalize.resource import PersonalizeResource
     from amp_personalize.sensors.training import caches_after_training
 

@@ -307,7 +307,7 @@ def test_commit_latency_is_the_sync_that_answered_not_zero(tmp_path):
 
 
 def test_with_an_interval_a_sync_skips_the_wait_only_for_max_events_already_waiting(tmp_path):
-    """What README's AMP_COMMIT_MAX_EVENTS row says: the count is looked at before the interval's
+    """What docs/settings.md's AMP_COMMIT_MAX_EVENTS row says: the count is looked at before the interval's
     sleep; events arriving during the sleep do not cut it short."""
     interval = 1.5
     writer = SegmentWriter(tmp_path / "landing", tmp_path / "quarantine", receiver_id="t", window_minutes=60, max_bytes=1 << 20, max_age_seconds=60)

@@ -435,7 +435,7 @@ def test_a_window_run_its_checks_failed_still_refreshes_the_scores(tmp_path, ins
 
 
 def test_a_canceled_run_counts_as_failed_and_retries_wait_at_most_an_hour(instance):
-    """README: "A canceled run counts as failed", and retries wait 1, 2, 4 ... minutes, at most hourly."""
+    """docs/orchestration.md: "A canceled run counts as failed", and retries wait 1, 2, 4 ... minutes, at most hourly."""
     from amp_personalize.sensors.window_runs import (
         LONGEST_RETRY_SECONDS,
         run_time,
