@@ -1,6 +1,6 @@
 """Questions a data team asks of the datasets, as duckdb SQL over the warehouse views.
 
-`make demo` prints their answers and README.md shows them; a test runs each one.
+`make demo` prints their answers and docs/datasets.md shows them; a test runs each one.
 """
 
 EVENTS_PER_HOUR = """

@@ -103,7 +103,7 @@ class PersonalizeBackend:
         return recs.drop("user_id").with_columns(pl.lit("popular").alias("source")).select(list(POPULAR_ITEMS_SCHEMA))
 
     def similar_items(self, model: TrainedModel, item_ids: list[str] | None, num_results: int) -> pl.DataFrame:
-        """From the SIMS campaign when there is one; without it, no rows (README: setup does not
+        """From the SIMS campaign when there is one; without it, no rows (docs/personalize.md: setup does not
         create a SIMS campaign, and a cache of nothing beats a failed run)."""
         s = self.settings
         if not s.sims_campaign_arn:
