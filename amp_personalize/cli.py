@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -62,6 +63,10 @@ def _instance(settings: Settings):
         return dagster_instance(settings)
     except SettingsError as exc:
         raise SettingsProblem(str(exc)) from None
+
+
+def _exit_gracefully(signum, frame) -> NoReturn:
+    raise SystemExit(0)
 
 
 def _interrupted(stopped: KeyboardInterrupt, then: str) -> NoReturn:
@@ -151,10 +156,57 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         from amp_personalize.receiver.app import SUPERVISOR_PID_ENV
 
         os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
+    shipper = receiver.start_shipper(settings)
+    # uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found: this
+    # one, so that the shipper still ships what the receivers sealed as they stopped.
+    signal.signal(signal.SIGTERM, _exit_gracefully)
     try:
         receiver.run(settings, sockets, workers)
     except KeyboardInterrupt:
         pass
+    finally:
+        receiver.stop_shipper(shipper)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass (upload, watermark, prune), then exit.")
+@click.option("--until-stdin-closes", is_flag=True, hidden=True)  # how `serve` runs it (receiver.serve.start_shipper)
+def ship(once: bool, until_stdin_closes: bool) -> None:
+    """Ship sealed landing segments to AMP_LANDING_URL (a sidecar beside `serve`).
+
+    `serve` runs the same shipper itself when AMP_LANDING_URL is set; run this instead for a
+    sidecar. SIGTERM or Ctrl-C ships what is left (at most 20 s) and marks the volume stopped.
+    """
+    import threading
+
+    from amp_personalize.landing.shipping import Shipper
+    from amp_personalize.landing.volume import VolumeIdError
+
+    settings = _settings()
+    if not settings.landing_url:
+        raise SettingsProblem("AMP_LANDING_URL is not set: nothing to ship to (s3://bucket/prefix)")
+    _check_landing_dir(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables"
+    try:
+        shipper = Shipper(settings)
+    except VolumeIdError as exc:
+        raise SettingsProblem(str(exc)) from None
+    if once:
+        try:
+            left = shipper.ship_once()
+        except Exception as exc:
+            raise click.ClickException(f"shipping to {settings.landing_url} failed: {exc}") from None
+        click.echo(f"volume {shipper.volume}: shipped {shipper.state.shipped_segments} segment(s); {len(left.segments)} waiting")
+        return
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    if until_stdin_closes:
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stopping.set()), daemon=True).start()
+    logging.getLogger(__name__).info("shipping volume %s to %s", shipper.volume, settings.landing_url)
+    left = shipper.run(stopping)
+    sys.exit(1 if left.segments else 0)
 
 
 @main.command()

@@ -41,6 +41,10 @@ class AmpResource(dg.ConfigurableResource):
     max_connections: int = Settings.max_connections
     serving_host: str = Settings.serving_host
     serving_port: int | None = Settings.serving_port
+    landing_url: str | None = Settings.landing_url
+    lake_url: str | None = Settings.lake_url
+    landing_keep_hours: float = Settings.landing_keep_hours
+    volume_dead_after_seconds: float = Settings.volume_dead_after_seconds
     grace_seconds: float = Settings.grace_seconds
     history_days: int = Settings.history_days
     dedupe_lookback_hours: int = Settings.dedupe_lookback_hours

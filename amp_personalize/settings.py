@@ -129,6 +129,11 @@ class Settings:
     read_token: str | None = field(default=None, repr=False)
     serving_host: str = "127.0.0.1"
     serving_port: int | None = None
+    # Several machines (SPEC 9): landing shipped to S3, and the lake, models and caches there.
+    landing_url: str | None = None
+    lake_url: str | None = None
+    landing_keep_hours: float = 24.0
+    volume_dead_after_seconds: float = 600.0
     weights_file: Path | None = None
     grace_seconds: float = 30.0
     history_days: int = 90
@@ -202,6 +207,10 @@ class Settings:
             read_token=_read_token(env),
             serving_host=env.get("AMP_SERVING_HOST", "").strip() or "127.0.0.1",
             serving_port=_serving_port(env),
+            landing_url=_s3_url(env, "AMP_LANDING_URL"),
+            lake_url=_s3_url(env, "AMP_LAKE_URL"),
+            landing_keep_hours=_float(env, "AMP_LANDING_KEEP_HOURS", cls.landing_keep_hours, maximum=MAX_DAYS * 24),
+            volume_dead_after_seconds=_seconds(env, "AMP_VOLUME_DEAD_AFTER_SECONDS", cls.volume_dead_after_seconds, minimum=1),
             weights_file=Path(weights) if weights else None,
             grace_seconds=_seconds(env, "AMP_GRACE_SECONDS", 30.0),
             history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1, maximum=MAX_DAYS),
@@ -215,6 +224,18 @@ class Settings:
             exclude_seen=_choice(env, "AMP_EXCLUDE_SEEN", "true", ("true", "false")) == "true",
             personalize=personalize,
         )
+
+
+def _s3_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    from amp_personalize.storage.s3 import S3Url, S3UrlError
+
+    try:
+        return str(S3Url.parse(raw))
+    except S3UrlError as exc:
+        raise SettingsError(f"{name}={exc}") from None
 
 
 def _read_token(env: Mapping[str, str]) -> str | None:

@@ -25,7 +25,7 @@ from amp_personalize.landing.segments import recover
 from amp_personalize.landing.writer import SegmentWriter
 from amp_personalize.pids import alive
 from amp_personalize.receiver.exposure import Exposure, is_read_path
-from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics
+from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics, ShippingMetrics
 from amp_personalize.receiver.webhook import Landing, WebhookHandler
 from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.serving.routes import serving_routes
@@ -120,6 +120,8 @@ def create_app(
     settings = settings or Settings.from_env()
     weights = weights or load_weights(settings.weights_file)
     metrics = ReceiverMetrics()
+    if settings.landing_url:
+        metrics.registry.register(ShippingMetrics(settings.data_dir, settings.landing_dir))
     landing = landing or durable_landing(settings, metrics)
     webhook = WebhookHandler(weights, landing, metrics, settings.max_body_bytes, settings.webhook_secret, settings.body_timeout_seconds)
     exposure = Exposure(settings)

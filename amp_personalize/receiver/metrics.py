@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -78,3 +78,38 @@ class ReceiverMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ShippingMetrics:
+    """With AMP_LANDING_URL: what waits to be shipped on this volume, read at scrape time from the
+    landing directory and the shipper's counters (it runs in a process of its own)."""
+
+    def __init__(self, data_dir, landing_dir) -> None:
+        self.data_dir, self.landing_dir = data_dir, landing_dir
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        import time
+
+        from amp_personalize.landing.shipping import SHIPPED_DIR, read_state, waiting
+
+        now_ms = time.time() * 1000
+        left = waiting(self.landing_dir, self.data_dir / SHIPPED_DIR)
+        state = read_state(self.data_dir) or {}
+        oldest = left.oldest_ms
+        for name, doc, value in (
+            ("amp_ship_waiting_segments", "Sealed segments not yet confirmed in S3", len(left.segments)),
+            ("amp_ship_waiting_bytes", "Bytes of sealed segments not yet confirmed in S3", left.bytes),
+            ("amp_ship_oldest_waiting_seconds", "Age of the oldest segment not yet shipped (0: none)", (now_ms - oldest) / 1000 if oldest else 0),
+            ("amp_ship_last_success_age_seconds", "Seconds since the shipper's last successful pass (-1: none yet)",
+             (now_ms - state["last_success_ms"]) / 1000 if state.get("last_success_ms") else -1),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, key in (
+            ("amp_ship_upload_failures", "Shipping passes that failed (S3 errors, outages)", "upload_failures"),
+            ("amp_ship_segments", "Segments uploaded by this volume's shipper since it started", "shipped_segments"),
+            ("amp_ship_bytes", "Bytes uploaded by this volume's shipper since it started", "shipped_bytes"),
+        ):
+            yield CounterMetricFamily(name, doc, value=state.get(key, 0))

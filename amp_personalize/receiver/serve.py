@@ -11,6 +11,8 @@ import errno
 import logging
 import os
 import socket
+import subprocess
+import sys
 from functools import partial
 
 from amp_personalize.settings import Settings
@@ -87,3 +89,29 @@ def export(settings: Settings) -> None:
     process and in `--workers` processes), so the app knows which address it faces."""
     os.environ["AMP_RECEIVER_HOST"] = settings.receiver_host
     os.environ["AMP_RECEIVER_PORT"] = str(settings.receiver_port)
+
+
+def start_shipper(settings: Settings) -> subprocess.Popen | None:
+    """With AMP_LANDING_URL: the shipper, in a process of its own so that no upload or checksum
+    takes time from the event loop. It stops when its stdin closes: when `serve` stops it, or
+    dies however it dies (the kernel closes the pipe), and not on a terminal's Ctrl-C (its own
+    process group), which would stop it before the receivers have sealed what they hold."""
+    if not settings.landing_url:
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-m", "amp_personalize.cli", "ship", "--until-stdin-closes"], stdin=subprocess.PIPE, process_group=0
+    )
+
+
+def stop_shipper(shipper: subprocess.Popen | None) -> None:
+    """After the receivers have sealed their segments: ship them, mark the volume stopped."""
+    if shipper is None:
+        return
+    from amp_personalize.landing.shipping import STOP_SECONDS
+
+    shipper.stdin.close()
+    try:
+        shipper.wait(STOP_SECONDS + 10)
+    except subprocess.TimeoutExpired:
+        shipper.kill()
+        shipper.wait()
