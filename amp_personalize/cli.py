@@ -394,12 +394,13 @@ def _print_items(items: list[tuple[str, float]], header: str) -> None:
 def recommend(user_id: str, num_results: int | None) -> None:
     """Print a user's cached recommendations (popular items for an unknown user)."""
     from amp_personalize.serving.cache import CacheUnreadable, RecommendationCache
+    from amp_personalize.lake.store import lake as lake_store
 
     if not user_id:  # as the HTTP route: a lost user id must not get strangers' list
         raise click.UsageError("USER_ID is empty")
     settings = _settings()
     try:
-        items, source, version = RecommendationCache(settings.lake_dir, log_errors=False).recommend(user_id, num_results or settings.num_results)
+        items, source, version = RecommendationCache(lake_store(settings), log_errors=False).recommend(user_id, num_results or settings.num_results)
     except CacheUnreadable as error:
         raise click.ClickException(str(error)) from None
     if not items and version is None:
@@ -416,12 +417,13 @@ def recommend(user_id: str, num_results: int | None) -> None:
 def similar(item_id: str, num_results: int | None) -> None:
     """Print an item's cached similar items."""
     from amp_personalize.serving.cache import CacheUnreadable, RecommendationCache
+    from amp_personalize.lake.store import lake as lake_store
 
     if not item_id:
         raise click.UsageError("ITEM_ID is empty")
     settings = _settings()
     try:
-        items, version = RecommendationCache(settings.lake_dir, log_errors=False).similar(item_id, num_results or settings.num_results)
+        items, version = RecommendationCache(lake_store(settings), log_errors=False).similar(item_id, num_results or settings.num_results)
     except CacheUnreadable as error:
         raise click.ClickException(str(error)) from None
     if version is None:

@@ -23,6 +23,7 @@ from amp_personalize.lake.queries import DEMO_QUERIES
 from amp_personalize.lake.warehouse import fetch, query
 from amp_personalize.receiver.app import WEBHOOK_PATH
 from amp_personalize.replay import replay
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.settings import Settings, SettingsError
 
@@ -97,7 +98,7 @@ def main(users: int, items: int, days: int, seed: int) -> None:
 
 def show_users(settings: Settings, taste, count: int = 3) -> None:
     """A few users' history beside their recommendations, each item tagged with its topic."""
-    cache = RecommendationCache(settings.lake_dir)
+    cache = RecommendationCache(lake_store(settings))
     busiest = fetch(
         settings.warehouse_path,
         "SELECT user_id FROM interactions WHERE event_value > 0 GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 40",

@@ -16,6 +16,8 @@ from amp_personalize.landing.segments import ensure_dir, fsync_dir, fsync_file
 from amp_personalize.pids import alive
 
 UNPARTITIONED = "all"
+# Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
+WRITE_OPTIONS = {"compression": "zstd", "compression_level": 1, "statistics": True, "row_group_size": 1_048_576}
 
 
 def table_dir(lake_dir: Path, dataset: str) -> Path:
@@ -40,8 +42,7 @@ def write_atomic(df: pl.DataFrame, path: Path, file_metadata: dict[str, str] | N
     ensure_dir(path.parent)
     _remove_dead_writers_temp_files(path)
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-    # Fixed settings (no statistics that vary, one row group order) keep rebuilds byte-identical.
-    df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True, row_group_size=1_048_576, metadata=file_metadata)
+    df.write_parquet(tmp, **WRITE_OPTIONS, metadata=file_metadata)
     fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)

@@ -27,6 +27,7 @@ from amp_personalize.pids import alive
 from amp_personalize.receiver.exposure import Exposure, is_read_path
 from amp_personalize.receiver.metrics import CONTENT_TYPE, ReceiverMetrics, ShippingMetrics
 from amp_personalize.receiver.webhook import Landing, WebhookHandler
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.serving.cache import RecommendationCache
 from amp_personalize.serving.routes import serving_routes
 from amp_personalize.settings import Settings
@@ -153,7 +154,7 @@ def create_app(
         finally:
             await landing.stop()
 
-    cache = RecommendationCache(settings.lake_dir)
+    cache = RecommendationCache(lake_store(settings))
     rest = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),

@@ -1,6 +1,7 @@
 """The cached datasets in memory, keyed for lookup, swapped whole when a new version lands.
 
-Reads `recommendations`, `popular_items` and `similar_items` from the lake. A reload builds a
+Reads `recommendations`, `popular_items` and `similar_items` from the lake (this machine's, or
+AMP_LAKE_URL's on S3, so that every receiver host serves the same lists). A reload builds a
 complete new snapshot and then replaces the reference in one assignment, so a request sees the
 old snapshot or the new one, never a mixture. A file that cannot be read (damaged by hand or by
 the disk) leaves the last good snapshot in service, and is named in the log once.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from amp_personalize.lake.parquet import partition_path
+from amp_personalize.lake.store import Lake, LocalLake
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ MODEL_VERSION_KEY = "amp:model_version"
 
 
 RETRY_DAMAGED_SECONDS = 60.0
+CACHES = ("recommendations", "popular_items", "similar_items")
+# How often the files are looked at for a new version: a stat locally; on S3, three HEAD requests
+# (about 26,000 a day per receiver process at 10 s).
+CHECK_SECONDS = {False: 2.0, True: 10.0}
 
 
 class CacheUnreadable(Exception):
@@ -37,7 +42,7 @@ class CacheUnreadable(Exception):
 
 @dataclass(frozen=True)
 class Snapshot:
-    stamp: tuple  # (path, mtime_ns) of each file, to notice a new version
+    stamp: tuple  # each file's version (inode, size and mtime; an ETag on S3), to notice a new one
     model_version: str | None
     by_user: dict[str, list[tuple[str, float]]]
     user_source: dict[str, str]  # where each cached list's first item came from
@@ -56,10 +61,10 @@ def _grouped(df: pl.DataFrame, key: str, item: str) -> dict[str, list[tuple[str,
 
 
 class RecommendationCache:
-    def __init__(self, lake_dir: Path, check_every_seconds: float = 2.0, log_errors: bool = True) -> None:
+    def __init__(self, lake: Lake | Path, check_every_seconds: float | None = None, log_errors: bool = True) -> None:
         self.log_errors = log_errors  # the CLI says it in its own one line
-        self.lake_dir = lake_dir
-        self.check_every = check_every_seconds
+        self.lake = LocalLake(lake) if isinstance(lake, Path) else lake
+        self.check_every = CHECK_SECONDS[self.lake.remote] if check_every_seconds is None else check_every_seconds
         self._snapshot: Snapshot | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -67,26 +72,18 @@ class RecommendationCache:
         self._bad_since = 0.0
         self._error = ""
 
-    def _paths(self) -> list[Path]:
-        return [partition_path(self.lake_dir, name) for name in ("recommendations", "popular_items", "similar_items")]
-
     def _stamp(self) -> tuple:
         """What identifies each file's version: a file replaced or repaired in place changes it."""
         stamps = []
-        for path in self._paths():
-            try:
-                st = path.stat()
-                stamps.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
-            except FileNotFoundError:
-                stamps.append((str(path), None))
+        for name in CACHES:
+            stat = self.lake.stat(name)
+            stamps.append((name, stat.version if stat else None))
         return tuple(stamps)
 
     def _load(self, stamp: tuple) -> Snapshot:
-        recs_path, popular_path, similar_path = self._paths()
-        recs = pl.read_parquet(recs_path) if recs_path.exists() else pl.DataFrame()
-        popular = pl.read_parquet(popular_path) if popular_path.exists() else pl.DataFrame()
-        similar = pl.read_parquet(similar_path) if similar_path.exists() else pl.DataFrame()
-        footer = pl.read_parquet_metadata(recs_path) if recs_path.exists() else {}
+        recs, popular, similar = (self.lake.read(name) if version else None for name, version in stamp)
+        recs, popular, similar = (df if df is not None else pl.DataFrame() for df in (recs, popular, similar))
+        footer = (self.lake.footer("recommendations") or {}) if stamp[0][1] else {}
         version = recs["model_version"][0] if recs.height else footer.get(MODEL_VERSION_KEY)
         nothing_left = json.loads(footer.get(NOTHING_LEFT_KEY, "[]"))
         return Snapshot(
@@ -127,7 +124,7 @@ class RecommendationCache:
 
     def _last_good(self) -> Snapshot:
         if self._snapshot is None:
-            raise CacheUnreadable(f"the cached recommendations under {self.lake_dir} cannot be read ({self._error}): "
+            raise CacheUnreadable(f"the cached recommendations under {self.lake} cannot be read ({self._error}): "
                                   "rebuild them (amp-personalize train)")
         return self._snapshot
 

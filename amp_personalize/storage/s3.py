@@ -51,6 +51,9 @@ class S3Url:
     def url(self, *parts: str) -> str:
         return f"s3://{self.bucket}/{self.key(*parts)}"
 
+    def child(self, name: str) -> "S3Url":
+        return S3Url(self.bucket, self.key(name))
+
     def __str__(self) -> str:
         return self.url()
 
@@ -151,5 +154,15 @@ def get(s3: Any, bucket: str, key: str) -> bytes | None:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if exc.response["Error"].get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def head(s3: Any, bucket: str, key: str) -> dict | None:
+    """An object's metadata, or None if there is none."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") in ("NoSuchKey", "404", "NotFound"):
             return None
         raise
