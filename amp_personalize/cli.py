@@ -110,16 +110,17 @@ def _blocking_checks_failed(instance, run_id: str, partition: str | None) -> str
     """Which blocking checks kept what out of the lake, and where the rows they refused are."""
     import dagster as dg
 
-    from amp_personalize.lake.parquet import UNPARTITIONED, rejected_path
+    from amp_personalize.lake.parquet import UNPARTITIONED
+    from amp_personalize.lake.store import lake as lake_store
 
-    lake_dir = _settings().lake_dir
+    lake = lake_store(_settings())
     failed = []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         check = entry.dagster_event.event_specific_data
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
             dataset = check.asset_key.to_user_string()
-            path = rejected_path(lake_dir, dataset, partition or UNPARTITIONED)
-            kept = f", its rows kept in {path}" if path.exists() else ""
+            kept = partition or UNPARTITIONED
+            kept = f", its rows kept in {lake.uri(dataset, kept, rejected=True)}" if lake.stat(dataset, kept, rejected=True) else ""
             failed.append(f"{dataset} failed its blocking check {check.check_name}{kept}")
     return "; ".join(failed) or "a blocking asset check failed"
 
@@ -443,22 +444,32 @@ def similar(item_id: str, num_results: int | None) -> None:
 def sql(query: str, max_rows: int) -> None:
     """Run duckdb SQL over the datasets (views in data/warehouse.duckdb) and print a table.
 
-    Several statements run in order; the last one's result is printed.
+    Several statements run in order; the last one's result is printed. With AMP_LAKE_URL, the
+    datasets the query names are read from S3.
     """
     import duckdb
 
-    from amp_personalize.lake.parquet import published
-    from amp_personalize.lake.warehouse import DATASETS, missing_dataset, refresh_views
+    from amp_personalize.lake.store import lake as lake_store
+    from amp_personalize.lake.warehouse import DATASETS, missing_dataset, refresh_views, tables_for
     from amp_personalize.lake.warehouse import query as run_query
 
     if not query.strip():
         raise click.UsageError('QUERY is empty: give a SQL statement, e.g. "select count(*) from interactions"')
     settings = _settings()
+    lake = lake_store(settings)
+    if lake.remote:  # duckdb cannot read S3 without httpfs: polars reads the datasets it names
+        try:
+            table = run_query(None, query, max_rows=max_rows, tables=tables_for(query, lake))
+        except duckdb.Error as exc:
+            raise click.ClickException(missing_dataset(exc, lake) or str(exc).splitlines()[0]) from None
+        if table is None:
+            raise click.UsageError("QUERY has no SQL statement in it (only comments or semicolons)")
+        return click.echo(table)
     # The views name the lake by absolute path: made again here, so that a data directory that
     # was moved or restored from a copy is queried where it is now, not where it was.
-    if any(published(settings.lake_dir, name) for name in DATASETS):
+    if any(lake.partitions(name) for name in DATASETS):
         try:
-            refresh_views(settings.warehouse_path, settings.lake_dir)
+            refresh_views(settings.warehouse_path, lake)
         except (OSError, duckdb.Error):  # read-only access to the data directory: query as it is
             pass
     if not settings.warehouse_path.exists():
@@ -470,7 +481,7 @@ def sql(query: str, max_rows: int) -> None:
     try:
         table = run_query(settings.warehouse_path, query, max_rows=max_rows)
     except duckdb.Error as exc:
-        raise click.ClickException(missing_dataset(exc, settings.lake_dir) or str(exc).splitlines()[0]) from None
+        raise click.ClickException(missing_dataset(exc, lake) or str(exc).splitlines()[0]) from None
     if table is None:
         raise click.UsageError("QUERY has no SQL statement in it (only comments or semicolons)")
     click.echo(table)

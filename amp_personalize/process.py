@@ -14,9 +14,10 @@ from typing import Callable
 
 import dagster as dg
 
-from amp_personalize.assets.raw_events import is_due
 from amp_personalize.landing.segments import open_segments, recover
-from amp_personalize.sensors.plan import plan_now
+from amp_personalize.landing.source import S3Landing
+from amp_personalize.sensors.due import windows_due
+from amp_personalize.sensors.plan import utc_time
 from amp_personalize.sensors.training import CACHES_INLINE, CACHES_TAG, why_no_caches
 from amp_personalize.sensors.window_runs import (
     INTERRUPTED,
@@ -83,6 +84,29 @@ def wait_for_sealed(settings: Settings, timeout: float, say: Callable[[str], Non
                 f"(they do every AMP_SEGMENT_MAX_AGE_SECONDS={settings.segment_max_age_seconds:.15g})")
             said = True
         time.sleep(0.2)
+
+
+# Passes over the windows one `process` makes: the second and later build what a rebuild for
+# late segments made due after it (each pass stops when nothing was built).
+MAX_PASSES = 5
+
+
+def wait_for_volumes(settings: Settings, before_ms: int, timeout: float, say: Callable[[str], None] = lambda _: None) -> list[str]:
+    """With the landing on S3: give every live volume time to ship what it received before
+    `before_ms` (they seal by age and ship within a second or two); returns those still behind."""
+    source = S3Landing(settings.landing_url)
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        now = int(time.time() * 1000)
+        behind = [v.volume_id for v in source.volumes() if v.status == "live"
+                  and v.fresh(now, settings.volume_dead_after_seconds) and v.complete_before_ms < before_ms]
+        if not behind or time.monotonic() > deadline:
+            return behind
+        if not said:
+            say(f"waiting up to {timeout:.0f} s for volume(s) {', '.join(behind)} to ship what they received before {utc_time(before_ms)}")
+            said = True
+        time.sleep(0.5)
 
 
 @dataclass
@@ -178,43 +202,61 @@ def process_once(
     from amp_personalize.definitions import defs
 
     report = ProcessReport()
-    if all_windows:
+    shipped_before = None
+    if all_windows and settings.landing_url:
+        shipped_before = int(time.time() * 1000)
+        behind = wait_for_volumes(settings, shipped_before, LONGEST_SEAL_WAIT_SECONDS, say)
+        report.waiting += [f"volume {v} has not shipped everything it received before now; its late segments build their windows again later" for v in behind]
+    elif all_windows:
         still_open = wait_for_sealed(settings, min(settings.segment_max_age_seconds + 5, LONGEST_SEAL_WAIT_SECONDS), say)
         report.waiting += [f"{p.parent.name}/{p.name} is still open (a receiver is writing it)" for p in still_open]
-    plan = plan_now(settings, include_open=all_windows)
-    report.waiting += [why for _, why in plan.waiting]
-    done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
-    # Never built, or built again idempotently (see is_due): e.g. processed while still open with
-    # --all-windows and sealed more events afterwards, or a file deleted from the lake by hand.
-    due = plan.ready if rebuild else [w for w in plan.ready if is_due(settings.landing_dir, settings.lake_dir, w, done)]
     window_job = defs.resolve_job_def("process_window")
     run = _run_options(settings, instance)
     fail_dead_runs(instance, "refresh_user_item_scores")
-    busy = run_in_flight(instance, window_job.name)  # fails this host's dead window runs first
-    if busy is not None and due:
-        # The daemon's: windows run one at a time, oldest first, whoever runs them.
-        report.waiting.append(
-            f"window {busy.tags.get('dagster/partition', '?')} is being processed by run {busy.run_id}; "
-            f"{len(due)} window(s) ({due[0]} to {due[-1]}) wait for it: run `process` again when it is done"
-        )
-        due = []
     touched = False  # a window published something: built, or kept partly out by its checks
-    for i, window in enumerate(due):
-        result = _execute(window_job, f"while building {window}", partition_key=window, **run)
-        if result.success:
-            report.windows.append(window)
-            touched = True
-            continue
-        report.failed.append(window)
-        if only_checks_failed(result.get_step_failure_events()):  # done: its checks decided what to keep out
-            touched = True
-        else:
-            # Oldest first, as the sensor does: a later window built now would keep its copies of
-            # the Amplitude retries that crossed the edge, and this one its originals once fixed.
-            if later := due[i + 1 :]:
-                report.waiting.append(
-                    f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
-                )
+    # A window rebuilt for late segments makes the windows after it, within the dedupe lookback,
+    # due again (raw_events.after_late_rebuild): a further pass builds them.
+    for attempt in range(MAX_PASSES):
+        done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
+        # Never built, or built again idempotently (see is_due): e.g. processed while still open
+        # with --all-windows and sealed more events afterwards, or a file deleted from the lake.
+        found = windows_due(settings, instance, done, include_open=all_windows, shipped_before_ms=shipped_before,
+                            rebuild=rebuild and attempt == 0)
+        if attempt == 0:
+            report.waiting += [why for _, why in found.plan.waiting]
+        due = found.due
+        busy = run_in_flight(instance, window_job.name)  # fails this host's dead window runs first
+        if busy is not None and due:
+            # The daemon's: windows run one at a time, oldest first, whoever runs them.
+            report.waiting.append(
+                f"window {busy.tags.get('dagster/partition', '?')} is being processed by run {busy.run_id}; "
+                f"{len(due)} window(s) ({due[0]} to {due[-1]}) wait for it: run `process` again when it is done"
+            )
+            break
+        built: list[str] = []
+        stopped = False
+        for i, window in enumerate(due):
+            result = _execute(window_job, f"while building {window}", partition_key=window, **run)
+            if result.success:
+                report.windows.append(window)
+                built.append(window)
+                touched = True
+                continue
+            report.failed.append(window)
+            if only_checks_failed(result.get_step_failure_events()):  # done: its checks decided what to keep out
+                touched = True
+                built.append(window)
+            else:
+                # Oldest first, as the sensor does: a later window built now would keep its copies of
+                # the Amplitude retries that crossed the edge, and this one its originals once fixed.
+                if later := due[i + 1 :]:
+                    report.waiting.append(
+                        f"{len(later)} later window(s) ({later[0]} to {later[-1]}) wait until {window} is built: windows run oldest first"
+                    )
+                stopped = True
+                break
+        found.record(instance, still_stale=[w for w in found.stale if w not in built])
+        if stopped or not built:
             break
     if touched or _scores_behind(instance, window_job.name, settings.history_days):
         scores = _execute(defs.resolve_job_def("refresh_user_item_scores"), "while building user_item_scores", **run)

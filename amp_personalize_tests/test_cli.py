@@ -133,7 +133,7 @@ def test_sql_cli_usage_errors(env, warehouse, monkeypatch):
     write_atomic(pl.DataFrame({"event_id": ["e"]}), partition_path(env / "data" / "lake", "interactions", "20260101T0000Z"))
     listed = CliRunner().invoke(main, ["sql", "select * from clicks"]).output
     assert listed.startswith("Error: there is no dataset clicks. Datasets with data: interactions; not made yet: raw_events, "), listed
-    (env / "data" / "lake" / "_rejected" / "recommendations").mkdir(parents=True)  # a model the checks kept out
+    write_atomic(pl.DataFrame({"user_id": ["u"]}), env / "data" / "lake" / "_rejected" / "recommendations" / "all.parquet")  # kept out by its checks
     held = CliRunner().invoke(main, ["sql", "select * from RECOMMENDATIONS"])
     assert held.output.startswith("Error: recommendations has no published data: what was made of it failed a blocking check"), held.output
 

@@ -59,6 +59,7 @@ from amp_personalize.backends.personalize.put_events import (
     session_keys,
 )
 from amp_personalize.backends.personalize.realtime import push_frame, push_segments
+from amp_personalize.landing.source import LocalLanding, Segment
 from amp_personalize.events import load_weights
 from amp_personalize.landing.segments import sealed_segments
 from amp_personalize.transforms.landing import read_landing
@@ -273,7 +274,7 @@ def main() -> None:
             minimum = minimum_calls(frame)
             counting = CountingClient()
             started = time.perf_counter()
-            report = push_segments(segments, root / "landing", weights, TRACKING_ID, counting, Ledger(root / "efficiency.sqlite"),
+            report = push_segments([Segment(p.parent.name, p.name, p.stat().st_size) for p in segments], LocalLanding(root / "landing"), weights, TRACKING_ID, counting, Ledger(root / "efficiency.sqlite"),
                                    max_tps=1e9, concurrency=args.concurrency)
             print(f"push_segments into a counting client: {time.perf_counter() - started:.1f}s", file=sys.stderr)
             pushable = frame.filter(pl.col("user_id").is_not_null(), pl.col("item_id").is_not_null())

@@ -6,7 +6,7 @@ import polars as pl
 from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import IMPRESSIONS, INTERACTIONS
-from amp_personalize.lake.parquet import partition_path
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.interactions import impressions as build_impressions
 from amp_personalize.transforms.interactions import interactions as build_interactions
@@ -15,13 +15,13 @@ from amp_personalize.transforms.weights import weights_frame
 
 
 def read_raw_events(amp: AmpResource, window: str) -> pl.DataFrame:
-    path = partition_path(amp.settings().lake_dir, "raw_events", window)
-    if not path.exists():
+    df = lake_store(amp.settings()).read("raw_events", window)
+    if df is None:
         raise dg.Failure(
             f"raw_events for window {window} is not in the lake: it was never materialized, "
             "or a blocking check kept it out. Materialize raw_events for this window first."
         )
-    return pl.read_parquet(path)
+    return df
 
 
 def weight_distribution(df: pl.DataFrame, type_column: str) -> dg.MetadataValue:

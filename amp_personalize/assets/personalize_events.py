@@ -19,6 +19,7 @@ from amp_personalize.backends.personalize.realtime import (
     segment_name,
 )
 from amp_personalize.backends.personalize.resource import PersonalizeResource
+from amp_personalize.landing.source import landing_source
 from amp_personalize.resources import AmpResource
 from amp_personalize.settings import PersonalizeSettings, Settings
 from amp_personalize.transforms.weights import weights_frame
@@ -87,14 +88,15 @@ def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, event
             ledger.bind(live.destination())
         except LedgerMismatch as mismatch:
             raise dg.Failure(description=str(mismatch)) from None
-        segments = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
+        source = landing_source(settings)
+        segments = pending_segments(source, ledger, settings.window_minutes)
         left = max(0, len(segments) - MAX_SEGMENTS_PER_RUN)
         segments = segments[:MAX_SEGMENTS_PER_RUN]
         if not segments:
             return dg.MaterializeResult(metadata={"segments": 0, "calls": 0, "events": 0}, check_results=_check_results([], None))
         try:
             report = push_segments(
-                segments, settings.landing_dir, weights_frame(amp.weights()), live.tracking_id, events_client,
+                segments, source, weights_frame(amp.weights()), live.tracking_id, events_client,
                 ledger, live.push_tps, live.push_concurrency,
             )
         except PushFailed as failure:
@@ -110,8 +112,8 @@ def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, event
         metadata={
             "segments": report.segments,
             "segments_left_for_next_run": left,
-            "first_segment": segment_name(settings.landing_dir, segments[0]),
-            "last_segment": segment_name(settings.landing_dir, segments[-1]),
+            "first_segment": segment_name(segments[0]),
+            "last_segment": segment_name(segments[-1]),
             "landed_lines": report.landed,
             "malformed_lines": report.malformed,
             "interactions": report.interactions,

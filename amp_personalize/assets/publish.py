@@ -16,12 +16,8 @@ from amp_personalize.checks.rules import (
     blocking_failures,
     evaluate,
 )
-from amp_personalize.lake.parquet import (
-    UNPARTITIONED,
-    partition_path,
-    rejected_path,
-    write_atomic,
-)
+from amp_personalize.lake.parquet import UNPARTITIONED
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.lake.warehouse import refresh_views
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.weights import weights_frame
@@ -50,25 +46,22 @@ def publish(
     file_metadata: dict[str, str] | None = None,
 ) -> dg.MaterializeResult:
     settings = amp.settings()
+    lake = lake_store(settings)
     results = evaluate(checks, df, check_context(amp))
     blocked = blocking_failures(results)
-    if blocked:
-        path = rejected_path(settings.lake_dir, dataset, partition)
-    else:
-        path = partition_path(settings.lake_dir, dataset, partition)
-    size = write_atomic(df, path, file_metadata)
+    size = lake.write(df, dataset, partition, file_metadata, rejected=bool(blocked))
     if not blocked:
         # An earlier build's rejected rows are history now: left, they would mark the window
         # as kept out (see raw_events._files_missing) and stop it being rebuilt.
-        rejected_path(settings.lake_dir, dataset, partition).unlink(missing_ok=True)
-        refresh_views(settings.warehouse_path, settings.lake_dir, (dataset,))
+        lake.remove(dataset, partition, rejected=True)
+        refresh_views(settings.warehouse_path, lake, (dataset,))
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "dagster/row_count": df.height,
             "published": not blocked,
             "blocked_by": ", ".join(blocked) or "none",
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(lake.uri(dataset, partition, rejected=bool(blocked))),
             "bytes": size,
             "preview": preview(df),
         },

@@ -1,7 +1,5 @@
 """raw_events: the window's landed events, typed and deduplicated; the replayable source of truth."""
 
-from pathlib import Path
-
 import dagster as dg
 import orjson
 import polars as pl
@@ -10,15 +8,16 @@ from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import RAW_EVENTS
 from amp_personalize.events.windows import window_key, window_start_ms
-from amp_personalize.lake.parquet import partition_path, published, rejected_path
-from amp_personalize.landing.segments import sealed_segments
+from amp_personalize.lake.store import Lake
+from amp_personalize.lake.store import lake as lake_store
+from amp_personalize.landing.source import LandingSource, Segment, landing_source
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.landing import read_landing
 from amp_personalize.transforms.raw_events import lag_seconds
 from amp_personalize.transforms.raw_events import raw_events as build_raw_events
 
 
-def earlier_event_ids(lake_dir, window: str, window_minutes: int, lookback_hours: int, candidates: pl.Series) -> pl.Series:
+def earlier_event_ids(lake: Lake, window: str, window_minutes: int, lookback_hours: int, candidates: pl.Series) -> pl.Series:
     """Which of `candidates` an earlier window within the retry horizon already holds.
 
     Earlier is every other window that starts before this one ends: after a change of
@@ -32,55 +31,83 @@ def earlier_event_ids(lake_dir, window: str, window_minutes: int, lookback_hours
     their in-window duplicates: a semi join does not care, and deduplicating them first cost
     more than the whole join (1M landed lines, median of 6: 0.66 s -> 0.28 s).
     """
-    start = window_start_ms(window)
-    since, end = window_key(start - lookback_hours * 3_600_000), window_key(start + window_minutes * 60_000)
-    paths = [p for p in published(lake_dir, "raw_events") if since <= p.stem < end and p.stem != window]
-    if not paths or candidates.len() == 0:
+    names = _earlier_windows(lake, window, window_minutes, lookback_hours)
+    if not names or candidates.len() == 0:
         return pl.Series("event_id", [], dtype=pl.String)
     return (
-        pl.scan_parquet(paths)
+        lake.scan("raw_events", {"event_id": pl.String()}, names)
         .select("event_id")
         .join(candidates.to_frame("event_id").lazy(), on="event_id", how="semi")
         .collect(engine="streaming")["event_id"]
     )
 
 
+def _earlier_windows(lake: Lake, window: str, window_minutes: int, lookback_hours: int) -> list[str]:
+    start = window_start_ms(window)
+    since, end = window_key(start - lookback_hours * 3_600_000), window_key(start + window_minutes * 60_000)
+    return [name for name in lake.partitions("raw_events") if since <= name < end and name != window]
+
+
 # The parquet footer names the sealed segments a window was built from, so `process` can tell a
-# window that gained segments since (one processed while still open) from one that did not.
+# window that gained segments since (one processed while still open, or one a volume shipped to
+# late) from one that did not; and which of them its previous build had not read.
 BUILT_FROM = "amp.landing_segments"
+LATE = "amp.late_segments"
 
 
-def built_from(segments: list[Path]) -> str:
-    return orjson.dumps(sorted(p.name for p in segments)).decode()
+def built_from(segments: list[Segment]) -> str:
+    return orjson.dumps(sorted(s.name for s in segments)).decode()
 
 
 WINDOW_DATASETS = ("raw_events", "interactions", "impressions")  # one window's, in build order
 
 
-def needs_rebuild(landing_dir: Path, lake_dir: Path, window: str) -> bool:
-    """Whether the window's published raw_events misses a segment sealed since it was built.
+def needs_rebuild(source: LandingSource, lake: Lake, window: str) -> bool:
+    """Whether the window's published raw_events misses a segment sealed (or shipped) since it
+    was built.
 
-    A window untouched for an hour before its file was written is skipped on two stats; the
-    footer is read only for the rest. Files written before the footer named segments count as
-    current: rebuilding every old window once would cost more than it finds.
+    Locally, a window untouched for an hour before its file was written is skipped on two stats;
+    the footer is read only for the rest. Files written before the footer named segments count
+    as current: rebuilding every old window once would cost more than it finds.
     """
-    path = partition_path(lake_dir, "raw_events", window)
-    landing = landing_dir / window
-    if not path.exists() or not landing.exists() or landing.stat().st_mtime < path.stat().st_mtime - 3600:
+    stat = lake.stat("raw_events", window)
+    if stat is None or not source.changed_since(window, stat.modified):
         return False
-    built = pl.read_parquet_metadata(path).get(BUILT_FROM)
+    built = (lake.footer("raw_events", window) or {}).get(BUILT_FROM)
     if built is None:
         return False
-    return not {p.name for p in sealed_segments(landing_dir, window)} <= set(orjson.loads(built))
+    return not {s.name for s in source.segments(window)} <= set(orjson.loads(built))
 
 
-def is_due(landing_dir: Path, lake_dir: Path, window: str, built: set[str]) -> bool:
+def after_late_rebuild(lake: Lake, window: str, window_minutes: int, lookback_hours: int) -> str | None:
+    """An earlier window within the dedupe horizon rebuilt with late segments after this one was
+    built, or None. Its new events may include the first receipt of a retry this window kept (it
+    was not there to dedupe against then): built again, this window drops its copy."""
+    stat = lake.stat("raw_events", window)
+    if stat is None:
+        return None
+    for earlier in _earlier_windows(lake, window, window_minutes, lookback_hours):
+        if earlier > window:
+            continue
+        other = lake.stat("raw_events", earlier)
+        if other is not None and other.modified > stat.modified and orjson.loads((lake.footer("raw_events", earlier) or {}).get(LATE, "[]")):
+            return earlier
+    return None
+
+
+def is_due(source: LandingSource, lake: Lake, window: str, built: set[str], window_minutes: int = 60, lookback_hours: int = 0) -> bool:
     """Whether a ready window needs a (re)build: never built (`built`: raw_events' materialized
-    partitions), a segment sealed since its last build, or a dataset file gone from the lake."""
-    return window not in built or needs_rebuild(landing_dir, lake_dir, window) or _files_missing(lake_dir, window)
+    partitions), a segment sealed or shipped since its last build, a dataset file gone from the
+    lake, or an earlier window rebuilt with late segments since (see after_late_rebuild)."""
+    return (
+        window not in built
+        or needs_rebuild(source, lake, window)
+        or _files_missing(lake, window)
+        or after_late_rebuild(lake, window, window_minutes, lookback_hours) is not None
+    )
 
 
-def _state(lake_dir: Path, dataset: str, window: str, built_since: float = 0.0) -> str:
+def _state(lake: Lake, dataset: str, window: str, built_since: float = 0.0) -> str:
     """"published", "rejected" (its latest build was kept out by a blocking check) or "missing".
 
     Every build writes raw_events first: a file older than `built_since` (the window's
@@ -89,28 +116,28 @@ def _state(lake_dir: Path, dataset: str, window: str, built_since: float = 0.0) 
     it without the events of the segments raw_events now holds). Of the latest build's two
     files, the newer decides.
     """
-    def since_build(path: Path) -> float | None:
-        written = path.stat().st_mtime if path.exists() else None
-        return written if written is not None and written >= built_since else None
+    def since_build(rejected: bool) -> float | None:
+        stat = lake.stat(dataset, window, rejected=rejected)
+        return stat.modified if stat is not None and stat.modified >= built_since else None
 
-    published = since_build(partition_path(lake_dir, dataset, window))
-    rejected = since_build(rejected_path(lake_dir, dataset, window))
+    published = since_build(False)
+    rejected = since_build(True)
     if published is not None and (rejected is None or published >= rejected):
         return "published"
     return "missing" if rejected is None else "rejected"
 
 
-def _files_missing(lake_dir: Path, window: str) -> bool:
+def _files_missing(lake: Lake, window: str) -> bool:
     """Whether a window's dataset is neither published nor kept out by its latest build's checks.
 
     interactions and impressions each depend on raw_events alone: one kept out does not excuse
     the other's missing file.
     """
-    raw = _state(lake_dir, "raw_events", window)
+    raw = _state(lake, "raw_events", window)
     if raw != "published":
         return raw == "missing"  # if kept out, nothing downstream of it was meant to be built
-    built = partition_path(lake_dir, "raw_events", window).stat().st_mtime
-    return any(_state(lake_dir, dataset, window, built) == "missing" for dataset in WINDOW_DATASETS[1:])
+    built = lake.stat("raw_events", window).modified
+    return any(_state(lake, dataset, window, built) == "missing" for dataset in WINDOW_DATASETS[1:])
 
 
 @dg.asset(
@@ -123,20 +150,31 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
     """Every landed event of one landing window, typed, each event_id once across windows."""
     settings = amp.settings()
     window = context.partition_key
-    segments = sealed_segments(settings.landing_dir, window)
-    landed, malformed = read_landing(segments)
-    earlier = earlier_event_ids(settings.lake_dir, window, settings.window_minutes, settings.dedupe_lookback_hours, landed["event_id"])
+    source, lake = landing_source(settings), lake_store(settings)
+    segments = source.segments(window)
+    before = lake.footer("raw_events", window) or {}
+    late = sorted({s.name for s in segments} - set(orjson.loads(before[BUILT_FROM]))) if BUILT_FROM in before else []
+    with source.local_files(segments) as paths:
+        landed, malformed = read_landing(paths)
+    earlier = earlier_event_ids(lake, window, settings.window_minutes, settings.dedupe_lookback_hours, landed["event_id"])
     df, stats = build_raw_events(landed, earlier)
     kinds = dict(df.group_by("kind").len().iter_rows()) if df.height else {}
+    if late:
+        context.log.info(f"window {window} is built again for {len(late)} segment(s) its last build did not read: {', '.join(late[:10])}")
     return publish(
         "raw_events",
         df,
         RAW_EVENTS,
         amp,
         partition=window,
-        file_metadata={BUILT_FROM: built_from(segments)},
+        file_metadata={BUILT_FROM: built_from(segments), LATE: orjson.dumps(late).decode()},
         metadata={
             "segments": len(segments),
+            "landing": str(source),
+            # A rebuild for segments shipped (or sealed) after the last build: a volume that was
+            # down, or a window processed while still open. Later windows follow (is_due).
+            "late_segments": len(late),
+            **({"late_segment_names": dg.MetadataValue.json(late[:100])} if late else {}),
             "lines_landed": stats.landed,
             "malformed_lines_dropped": malformed,
             "duplicates_in_window": stats.duplicates_in_window,

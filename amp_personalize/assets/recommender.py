@@ -22,7 +22,8 @@ from amp_personalize.checks.recommendations import (
     SIMILAR_ITEMS,
     recommendation_checks,
 )
-from amp_personalize.lake.parquet import scan_table
+from amp_personalize.backends.model_store import ModelStore
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.resources import AmpResource
 from amp_personalize.serving.cache import MODEL_VERSION_KEY, NOTHING_LEFT_KEY
 from amp_personalize.settings import SettingsError
@@ -37,7 +38,7 @@ def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
     settings = amp.settings()
     since = pl.lit(as_of - timedelta(days=settings.history_days)).cast(UTC_MS)
     interactions = (
-        scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
+        lake_store(settings).scan("interactions", INTERACTIONS_SCHEMA)
         .filter(pl.col("event_time") >= since)
         .unique(subset="event_id", keep="first")
         .select("event_id", "user_id", "item_id", "event_type", "event_value", "event_time", "recommendation_id")
@@ -45,7 +46,7 @@ def training_data(amp: AmpResource, as_of: datetime) -> TrainingData:
         .collect()
     )
     impressions = (
-        scan_table(settings.lake_dir, "impressions", IMPRESSIONS_SCHEMA)
+        lake_store(settings).scan("impressions", IMPRESSIONS_SCHEMA)
         .filter(pl.col("event_time") >= since)
         .select("event_id", "user_id", "item_id", "position", "event_time")
         .collect()
@@ -98,6 +99,7 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
         trained = backend.train(data, settings.models_dir)
     except (JobFailed, LedgerMismatch, RequestInvalid, SettingsError) as failure:  # a clear reason, not a traceback
         raise dg.Failure(description=f"training on {backend.name} failed: {failure}") from None
+    ModelStore(settings).push(trained.version)  # with the lake on S3, for every host
     seconds = time.perf_counter() - started
     model_ndcg = trained.metrics.get("model", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
     pop_ndcg = trained.metrics.get("popularity", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
@@ -128,7 +130,7 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
 
 def latest_model(amp: AmpResource, backend) -> TrainedModel:
     settings = amp.settings()
-    version = latest_version(settings.models_dir)
+    version = ModelStore(settings).pull_latest()  # from S3 with AMP_LAKE_URL: trained on any host
     if version is None:
         raise dg.Failure("no trained model yet: materialize recommender_model (or run `amp-personalize train`)")
     path = settings.models_dir / version
@@ -157,7 +159,7 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     backend = amp.recommender(personalize)
     model = latest_model(amp, backend)
     now = datetime.now(timezone.utc)
-    interactions = scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
+    interactions = lake_store(settings).scan("interactions", INTERACTIONS_SCHEMA)
     active = (
         interactions.filter(pl.col("event_time") >= pl.lit(now - timedelta(days=settings.active_days)).cast(UTC_MS))
         .select("user_id").unique().sort("user_id").collect()["user_id"]

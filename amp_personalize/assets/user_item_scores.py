@@ -7,7 +7,7 @@ import dagster as dg
 from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.checks.rules import USER_ITEM_SCORES
-from amp_personalize.lake.parquet import scan_table
+from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.resources import AmpResource
 from amp_personalize.transforms.interactions import INTERACTIONS_SCHEMA
 from amp_personalize.transforms.scores import user_item_scores as build_scores
@@ -22,7 +22,7 @@ from amp_personalize.transforms.scores import user_item_scores as build_scores
 def user_item_scores(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
     """Net weight, event count, last time and any-negative per (user, item): the model's input."""
     settings = amp.settings()
-    interactions = scan_table(settings.lake_dir, "interactions", INTERACTIONS_SCHEMA)
+    interactions = lake_store(settings).scan("interactions", INTERACTIONS_SCHEMA)
     df = build_scores(interactions, datetime.now(timezone.utc), settings.history_days)
     return publish(
         "user_item_scores",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from amp_personalize.lake.parquet import published, rejected_path, table_dir
+from amp_personalize.lake.store import Lake, LocalLake
 from amp_personalize.landing.segments import fsync_dir, fsync_file
 
 _UNLIMITED = 1 << 30  # no width limit: every column, every character
@@ -55,9 +55,34 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = DATASETS) -> list[str]:
-    """(Re)create one view per dataset that has data; returns the views it made."""
+def _as_lake(lake: Lake | Path) -> Lake:
+    return LocalLake(lake) if isinstance(lake, Path) else lake
+
+
+def httpfs_loads(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this duckdb has its httpfs extension already (it downloads extensions at run time,
+    which a host without internet cannot; a view over s3:// cannot even be created without it)."""
+    try:
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("LOAD httpfs")
+        return True
+    except duckdb.Error:
+        return False
+
+
+def refresh_views(warehouse: Path, lake: Lake | Path, datasets: tuple[str, ...] = DATASETS) -> list[str]:
+    """(Re)create one view per dataset that has data; returns the views it made.
+
+    With the lake on S3 the views name s3:// paths, for a duckdb that can load httpfs (and has
+    S3 credentials configured); where it cannot, none are made, and `amp-personalize sql` reads
+    the lake through polars instead (tables_for).
+    """
+    lake = _as_lake(lake)
     made = []
+    if lake.remote:
+        with duckdb.connect() as probe:
+            if not httpfs_loads(probe):
+                return made
     with _locked(warehouse):
         for stale in warehouse.parent.glob(f".{warehouse.name}.tmp-*"):  # killed writers': under the lock, no one else's
             stale.unlink(missing_ok=True)
@@ -65,10 +90,11 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
         if warehouse.exists():
             shutil.copy2(warehouse, copy)  # what else the file holds is kept, and its mode
         with duckdb.connect(str(copy)) as con:
+            if lake.remote:
+                httpfs_loads(con)
             for name in datasets:
-                if published(lake_dir, name):
-                    glob = str((table_dir(lake_dir, name) / "*.parquet").resolve())
-                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_quote(glob)})")
+                if lake.partitions(name):
+                    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_quote(lake.glob(name))})")
                     made.append(name)
             con.execute("CHECKPOINT")  # everything in the file itself, no write-ahead log beside it
         fsync_file(copy)
@@ -78,36 +104,46 @@ def refresh_views(warehouse: Path, lake_dir: Path, datasets: tuple[str, ...] = D
     return made
 
 
-def missing_dataset(error: duckdb.Error, lake_dir: Path) -> str | None:
+def tables_for(sql: str, lake: Lake) -> dict:
+    """The datasets a query names, read from the lake (through polars' S3 reader) as Arrow tables."""
+    named = {word.lower() for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql)}
+    return {name: lake.scan(name, {}).collect().to_arrow() for name in DATASETS if name in named and lake.partitions(name)}
+
+
+def missing_dataset(error: duckdb.Error, lake: Lake | Path) -> str | None:
     """For a query naming a table that has no view: which datasets there are (the nearest name
     to a misspelt one first), or, for a dataset with no view yet, why it has none."""
     found = re.search(r"Table with name (\S+) does not exist", str(error)) if isinstance(error, duckdb.CatalogException) else None
     if not found:
         return None
     name = found.group(1).strip('"').lower()
+    lake = _as_lake(lake)
     if name not in MADE_BY:
         nearest = difflib.get_close_matches(name, DATASETS, n=1, cutoff=0.6)
-        with_data = [d for d in DATASETS if published(lake_dir, d)]
+        with_data = [d for d in DATASETS if lake.partitions(d)]
         without = [d for d in DATASETS if d not in with_data]
         return (
             f"there is no dataset {found.group(1)}" + (f": did you mean {nearest[0]}?" if nearest else ".")
             + f" Datasets with data: {', '.join(with_data) or 'none yet'}"
             + (f"; not made yet: {', '.join(without)}" if without else "")
         )
-    if rejected_path(lake_dir, name).parent.is_dir():
+    if lake.partitions(name, rejected=True):
         return (f"{name} has no published data: what was made of it failed a blocking check and was kept "
-                f"apart in {rejected_path(lake_dir, name).parent} (the check's result is in the Dagster UI)")
+                f"apart in {lake.uri(name, rejected=True)} (the check's result is in the Dagster UI)")
     return f"{name} has no data yet: it is made by {MADE_BY[name]}"
 
 
-def query(warehouse: Path, sql: str, max_rows: int = 1_000) -> str | None:
+def query(warehouse: Path | None, sql: str, max_rows: int = 1_000, tables: dict | None = None) -> str | None:
     """SQL run read-only against the warehouse, drawn as duckdb draws tables.
 
     Every column, and every row up to `max_rows` (under 10,000, duckdb's renderer's own cap);
     past that the first `max_rows` and a line saying rows were left out. None for SQL without a
     statement (only comments). The query runs once: its first max_rows + 1 rows are held and drawn.
+    Without a warehouse file, over `tables` (name -> Arrow table) in memory.
     """
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with duckdb.connect(str(warehouse), read_only=True) if warehouse is not None else duckdb.connect() as con:
+        for name, table in (tables or {}).items():
+            con.register(name, table)
         relation = con.sql(sql)
         if relation is None:
             return None

@@ -127,5 +127,8 @@ class S3Landing:
         return sorted(found, key=lambda v: v.volume_id)
 
 
-def landing_source(settings: Settings, s3: Any = None) -> LocalLanding | S3Landing:
+LandingSource = LocalLanding | S3Landing
+
+
+def landing_source(settings: Settings, s3: Any = None) -> LandingSource:
     return S3Landing(settings.landing_url, s3) if settings.landing_url else LocalLanding(settings.landing_dir)

@@ -10,11 +10,11 @@ import time
 
 import dagster as dg
 
-from amp_personalize.assets.raw_events import is_due
 from amp_personalize.events.windows import window_key, window_start_ms
 from amp_personalize.jobs import scores_job, window_job
 from amp_personalize.resources import AmpResource
-from amp_personalize.sensors.plan import plan_now, utc_time
+from amp_personalize.sensors.due import windows_due
+from amp_personalize.sensors.plan import utc_time
 from amp_personalize.sensors.window_runs import (
     NOT_YET_STARTED,
     WindowRuns,
@@ -49,15 +49,14 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
     settings = amp.settings()
     cursor = json.loads(context.cursor) if context.cursor else {}
     watermark = cursor.get("watermark") if cursor.get("v") == CURSOR_VERSION else None
-    plan = plan_now(settings, watermark=watermark)
+    # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
+    # and that nothing has changed since are passed over, not built again; with the landing on
+    # S3, built windows a late volume shipped to come first.
+    due = windows_due(settings, context.instance, _built(context), watermark=watermark)
+    plan, ready = due.plan, due.due
     for _, why in plan.waiting:
         context.log.info(why)
-    # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
-    # and that nothing has changed since are passed over, not built again.
-    ready = list(plan.ready)
-    built = _built(context) if ready else set()
-    while ready and not is_due(settings.landing_dir, settings.lake_dir, ready[0], built):
-        ready.pop(0)
+    due.record(context.instance)
     if not ready:
         why = "; ".join(reason for _, reason in plan.waiting) or "no new landing windows"
         if plan.ready:

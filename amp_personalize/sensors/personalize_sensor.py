@@ -6,6 +6,7 @@ from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.realtime import pending_segments, segment_name
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.jobs import push_job
+from amp_personalize.landing.source import landing_source
 from amp_personalize.resources import AmpResource
 from amp_personalize.sensors.window_runs import run_in_flight
 from amp_personalize.settings import Settings
@@ -31,11 +32,11 @@ def personalize_events_sensor(
         conflict = ledger.conflict(personalize.settings().destination())
         if conflict:
             return dg.SkipReason(f"not pushing: {conflict}")
-        pending = pending_segments(settings.landing_dir, ledger, settings.window_minutes)
+        pending = pending_segments(landing_source(settings), ledger, settings.window_minutes)
     finally:
         ledger.close()
     if not pending:
         return dg.SkipReason("every sealed segment of the live windows is pushed")
     # No run key: a failed push is retried at the next tick, not only once newer segments land.
-    newest = segment_name(settings.landing_dir, pending[-1])
+    newest = segment_name(pending[-1])
     return dg.RunRequest(tags={"segments": str(len(pending)), "newest_segment": newest})

@@ -256,6 +256,7 @@ def test_dedupe_looks_at_windows_of_another_width_that_start_inside_this_one(tmp
     """QA: after AMP_WINDOW_MINUTES went 15 -> 60, a retry landed in the hour 23:00 kept its copy,
     although the 15-minute window 23:15 (its key sorts after 23:00) held the first receipt."""
     from amp_personalize.assets.raw_events import earlier_event_ids
+    from amp_personalize.lake.store import LocalLake
     from amp_personalize.lake.parquet import write_atomic
 
     lake = tmp_path / "lake"
@@ -263,7 +264,7 @@ def test_dedupe_looks_at_windows_of_another_width_that_start_inside_this_one(tmp
                         ("20261127T0000Z", ["later"])):
         write_atomic(pl.DataFrame({"event_id": ids}), partition_path(lake, "raw_events", window))
     candidates = pl.Series(["old", "mine", "retried", "later", "new"])
-    found = earlier_event_ids(lake, "20261126T2300Z", 60, 24, candidates)
+    found = earlier_event_ids(LocalLake(lake), "20261126T2300Z", 60, 24, candidates)
     # Not its own file (a rebuild), nor a window starting after it ends (that one deduped against this).
     assert sorted(found.to_list()) == ["old", "retried"]
-    assert sorted(earlier_event_ids(lake, "20261126T2300Z", 15, 24, candidates).to_list()) == ["old"]
+    assert sorted(earlier_event_ids(LocalLake(lake), "20261126T2300Z", 15, 24, candidates).to_list()) == ["old"]

@@ -16,6 +16,8 @@ import pytest
 import amp_personalize.assets.interactions as interactions_module
 from amp_personalize.assets.interactions import impressions, interactions
 from amp_personalize.assets.raw_events import is_due, raw_events
+from amp_personalize.lake.store import LocalLake
+from amp_personalize.landing.source import LocalLanding
 from amp_personalize.assets.user_item_scores import user_item_scores
 from amp_personalize.events import load_weights
 from amp_personalize.lake.parquet import partition_path, rejected_path, write_atomic
@@ -102,13 +104,13 @@ def test_a_rejection_a_later_good_build_replaced_does_not_stop_later_rebuilds(se
     monkeypatch.setattr(interactions_module, "build_interactions",
                         lambda raw, weights: real(raw, weights).with_columns(pl.lit(None, dtype=pl.String).alias("user_id")))
     assert not materialize(data, instance).success
-    assert not is_due(data / "landing", data / "lake", W, {W}), "a window kept out by its checks is not rebuilt on every pass"
+    assert not is_due(LocalLanding(data / "landing"), LocalLake(data / "lake"), W, {W}), "a window kept out by its checks is not rebuilt on every pass"
     monkeypatch.undo()
     assert materialize(data, instance).success
     assert not rejected_path(data / "lake", "interactions", W).exists()
-    assert not is_due(data / "landing", data / "lake", W, {W})
+    assert not is_due(LocalLanding(data / "landing"), LocalLake(data / "lake"), W, {W})
     partition_path(data / "lake", "interactions", W).unlink()
-    assert is_due(data / "landing", data / "lake", W, {W})
+    assert is_due(LocalLanding(data / "landing"), LocalLake(data / "lake"), W, {W})
 
 
 def test_which_rejections_excuse_a_missing_file(setup):
@@ -122,13 +124,13 @@ def test_which_rejections_excuse_a_missing_file(setup):
     rejected.parent.mkdir(parents=True)
     rejected.write_bytes(partition_path(lake, "interactions", W).read_bytes())
     os.utime(rejected, (1, 1))  # older than the published file: superseded
-    assert not is_due(data / "landing", lake, W, {W})
+    assert not is_due(LocalLanding(data / "landing"), LocalLake(lake), W, {W})
     partition_path(lake, "interactions", W).unlink()
-    assert is_due(data / "landing", lake, W, {W}), "a missing file with only a superseded rejection"
+    assert is_due(LocalLanding(data / "landing"), LocalLake(lake), W, {W}), "a missing file with only a superseded rejection"
     rejected.touch()  # interactions' latest build was kept out: that file is not missing
-    assert not is_due(data / "landing", lake, W, {W})
+    assert not is_due(LocalLanding(data / "landing"), LocalLake(lake), W, {W})
     partition_path(lake, "impressions", W).unlink()
-    assert is_due(data / "landing", lake, W, {W}), "impressions does not depend on interactions"
+    assert is_due(LocalLanding(data / "landing"), LocalLake(lake), W, {W}), "impressions does not depend on interactions"
 
 
 WRITER = """

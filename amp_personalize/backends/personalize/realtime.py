@@ -1,8 +1,8 @@
 """Live events for Personalize: sealed landing segments not yet pushed, as PutEvents calls.
 
 User-Personalization adapts to a session within seconds, so this path does not wait for the
-hourly window: it reads sealed segments straight from landing, with the same reader, dedupe and
-weights as the window assets. Only the last LIVE_HOURS of windows are live; anything older that
+hourly window: it reads sealed segments straight from landing (this machine's, or what the
+volumes shipped to AMP_LANDING_URL), with the same reader, dedupe and weights as the window assets. Only the last LIVE_HOURS of windows are live; anything older that
 never got pushed reaches Personalize through the bulk import at the next training.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import polars as pl
@@ -24,7 +23,7 @@ from amp_personalize.backends.personalize.put_events import (
     put_events_requests,
 )
 from amp_personalize.events.windows import window_key, window_of
-from amp_personalize.landing.segments import landing_windows, sealed_segments
+from amp_personalize.landing.source import LandingSource, Segment
 from amp_personalize.transforms import UTC_MS, ids_shown, n_shown
 from amp_personalize.transforms.interactions import weighted
 from amp_personalize.transforms.landing import read_landing
@@ -35,18 +34,19 @@ MAX_SEGMENTS_PER_RUN = 500  # bounds a run's memory after an outage; the next ru
 REMEMBER_MS = 4 * 3_600_000  # how long impressions wait in the ledger for the click that follows
 
 
-def segment_name(landing_dir: Path, path: Path) -> str:
-    return path.relative_to(landing_dir).as_posix()
+def segment_name(segment: Segment) -> str:
+    """The ledger's name for a segment: `<window>/<file>`, or `<window>/<volume>/<file>` on S3."""
+    return f"{segment.window}/{segment.name}"
 
 
-def pending_segments(landing_dir: Path, ledger: Ledger, window_minutes: int) -> list[Path]:
+def pending_segments(source: LandingSource, ledger: Ledger, window_minutes: int) -> list[Segment]:
     """Sealed segments of the live windows whose events are not all in Personalize yet, oldest first."""
     since = window_key(window_of(int(time.time() * 1000) - LIVE_HOURS * 3_600_000, window_minutes))
     done = ledger.done_segments(since)
     return [
-        path
-        for window in landing_windows(landing_dir) if window >= since
-        for path in sealed_segments(landing_dir, window) if segment_name(landing_dir, path) not in done
+        segment
+        for window in source.windows() if window >= since
+        for segment in source.segments(window) if segment_name(segment) not in done
     ]
 
 
@@ -92,8 +92,8 @@ class LiveReport:
 
 
 def push_segments(
-    segments: list[Path],
-    landing_dir: Path,
+    segments: list[Segment],
+    source: LandingSource,
     weights: pl.DataFrame,
     tracking_id: str,
     client,
@@ -102,7 +102,8 @@ def push_segments(
     concurrency: int,
 ) -> LiveReport:
     """Push the segments' events (the ledger drops any already sent) and mark the segments done."""
-    landed, malformed = read_landing(segments)
+    with source.local_files(segments) as paths:
+        landed, malformed = read_landing(paths)
     raw, _ = raw_events(landed)
     frame, shown = push_frame(raw, weights, _remembered(ledger))
     requests = put_events_requests(frame, tracking_id)
@@ -110,7 +111,7 @@ def push_segments(
     received = dict(zip(map(fit_id, frame["event_id"].to_list()), (frame["received_at"].dt.epoch("ms") / 1000).to_list()))
     stats = push(requests, client, ledger, max_tps=max_tps, concurrency=concurrency, received_at=received)
     _remember(ledger, shown)
-    ledger.mark_segments([segment_name(landing_dir, p) for p in segments])
+    ledger.mark_segments([segment_name(s) for s in segments])
     return LiveReport(
         segments=len(segments),
         landed=landed.height,

@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+from amp_personalize.backends.model_store import ModelStore
 from amp_personalize.backends.personalize.clients import Clients, make_clients
 from amp_personalize.backends.personalize.ids import (
     DIGEST_PREFIX,
@@ -52,8 +53,11 @@ class PersonalizeService:
         """Digest -> long item id for the latest model; {} (and one warning) if it cannot be read:
         Personalize's answer is still worth returning."""
         try:
-            models_dir = self.models_dir or Settings.from_env().models_dir
-            version = latest_version(models_dir)
+            if self.models_dir is None:  # AMP_DATA_DIR's, or fetched from AMP_LAKE_URL's models
+                settings = Settings.from_env()
+                models_dir, version = settings.models_dir, ModelStore(settings).pull_latest()
+            else:
+                models_dir, version = self.models_dir, latest_version(self.models_dir)
             if version is None:
                 raise FileNotFoundError(f"no trained model under {models_dir}")
             if version != self._version:
