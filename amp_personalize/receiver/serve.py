@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from functools import partial
 
 from amp_personalize.settings import Settings
@@ -91,27 +92,62 @@ def export(settings: Settings) -> None:
     os.environ["AMP_RECEIVER_PORT"] = str(settings.receiver_port)
 
 
-def start_shipper(settings: Settings) -> subprocess.Popen | None:
+class ShipperProcess:
     """With AMP_LANDING_URL: the shipper, in a process of its own so that no upload or checksum
-    takes time from the event loop. It stops when its stdin closes: when `serve` stops it, or
-    dies however it dies (the kernel closes the pipe), and not on a terminal's Ctrl-C (its own
-    process group), which would stop it before the receivers have sealed what they hold."""
-    if not settings.landing_url:
-        return None
-    return subprocess.Popen(
-        [sys.executable, "-m", "amp_personalize.cli", "ship", "--until-stdin-closes"], stdin=subprocess.PIPE, process_group=0
-    )
+    takes time from the event loop, kept running while `serve` runs (restarted, a few seconds
+    later, if it dies). It stops when its stdin closes: when `serve` stops it, or dies however it
+    dies (the kernel closes the pipe); not on a terminal's Ctrl-C (it has its own process group),
+    which would stop it before the receivers have sealed what they hold."""
+
+    RESTART_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="shipper-watch", daemon=True)
+
+    def start(self) -> "ShipperProcess":
+        self.proc = self._spawn()
+        self._watcher.start()
+        return self
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "amp_personalize.cli", "ship", "--until-stdin-closes"], stdin=subprocess.PIPE, process_group=0
+        )
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            if self.proc.poll() is not None and not self._stopping.is_set():
+                log.error("the shipper exited (status %s); starting it again in %.0f s", self.proc.returncode, self.RESTART_SECONDS)
+                if self._stopping.wait(self.RESTART_SECONDS):
+                    return
+                self.proc = self._spawn()
+
+    def stop(self) -> None:
+        """After the receivers have sealed their segments: ship them, mark the volume stopped."""
+        from amp_personalize.landing.shipping import STOP_SECONDS
+
+        self._stopping.set()
+        self._watcher.join(5)
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(STOP_SECONDS + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def stop_shipper(shipper: subprocess.Popen | None) -> None:
-    """After the receivers have sealed their segments: ship them, mark the volume stopped."""
-    if shipper is None:
-        return
-    from amp_personalize.landing.shipping import STOP_SECONDS
+def start_shipper(settings: Settings) -> ShipperProcess | None:
+    return ShipperProcess().start() if settings.landing_url else None
 
-    shipper.stdin.close()
-    try:
-        shipper.wait(STOP_SECONDS + 10)
-    except subprocess.TimeoutExpired:
-        shipper.kill()
-        shipper.wait()
+
+def stop_shipper(shipper: ShipperProcess | None) -> None:
+    if shipper is not None:
+        shipper.stop()
