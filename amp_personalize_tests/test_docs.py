@@ -96,7 +96,9 @@ def command_for(words: list[str]) -> click.Command:
 
 
 def options_of(command: click.Command) -> set[str]:
-    return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")} | {"--help"}
+    """A command's options a user sees in --help (hidden ones are for the product's own use)."""
+    return {opt for p in command.params if not getattr(p, "hidden", False)
+            for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")} | {"--help"}
 
 
 def test_every_printed_amp_personalize_command_and_option_exists():

@@ -77,7 +77,7 @@ class S3Landing:
 
     def __init__(self, url: str, s3: Any = None) -> None:
         self.url = s3store.S3Url.parse(url)
-        self.s3 = s3 or s3store.client(max_pool_connections=16)
+        self.s3 = s3 or s3store.client()
 
     def __str__(self) -> str:
         return str(self.url)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 # What S3 allows in a bucket name; prefixes are checked only for what would break a key.
@@ -63,11 +62,12 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def client(max_pool_connections: int = 10) -> Any:
-    """A boto3 S3 client from the standard chain; standard retries (the shipper backs off itself)."""
-    return boto3.session.Session().client(
-        "s3", config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=max_pool_connections)
-    )
+def client() -> Any:
+    """An S3 client from dagster-aws's S3Resource (the standard chain, Dagster's retry policy),
+    for Dagster code and the commands alike; the shipper backs off on top of its retries."""
+    from dagster_aws.s3 import S3Resource
+
+    return S3Resource(max_attempts=3).get_client()
 
 
 def storage_options() -> dict[str, str]:
