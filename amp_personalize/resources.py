@@ -10,6 +10,7 @@ page and overridable per run. Two things are not on it: the webhook secret and t
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from amp_personalize.settings import Settings
 NOT_CARRIED = frozenset({"webhook_secret", "read_token", "personalize"})
 # Paths are strings on the resource because run config is JSON.
 PATHS = frozenset({"data_dir", "weights_file"})
+DATABASE_URL = "AMP_DATABASE_URL"
 
 
 class AmpResource(dg.ConfigurableResource):
@@ -45,6 +47,9 @@ class AmpResource(dg.ConfigurableResource):
     lake_url: str | None = Settings.lake_url
     landing_keep_hours: float = Settings.landing_keep_hours
     volume_dead_after_seconds: float = Settings.volume_dead_after_seconds
+    # A URL with a password would show in the UI's resource page: the variable's name is kept
+    # instead (dg.EnvVar), and read when a run or sensor needs it.
+    database_url: str | None = Settings.database_url
     grace_seconds: float = Settings.grace_seconds
     history_days: int = Settings.history_days
     dedupe_lookback_hours: int = Settings.dedupe_lookback_hours
@@ -59,11 +64,16 @@ class AmpResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> "AmpResource":
         values = {f.name: getattr(settings, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
-        return cls(**{name: str(value) if name in PATHS and value is not None else value for name, value in values.items()})
+        values = {name: str(value) if name in PATHS and value is not None else value for name, value in values.items()}
+        if settings.database_url and os.environ.get(DATABASE_URL) == settings.database_url:
+            values["database_url"] = dg.EnvVar(DATABASE_URL)
+        return cls(**values)
 
     def settings(self, personalize: PersonalizeResource | None = None) -> Settings:
         """The settings this resource was built from (and the `personalize` resource's, if given)."""
         values = {f.name: getattr(self, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
+        if isinstance(values["database_url"], dg.EnvVar):  # outside a run: not resolved by Dagster
+            values["database_url"] = values["database_url"].get_value()
         values.update({name: Path(values[name]) for name in PATHS if values[name] is not None})
         settings = Settings(**values)
         return replace(settings, personalize=personalize.settings()) if personalize is not None else settings
@@ -73,7 +83,7 @@ class AmpResource(dg.ConfigurableResource):
         if self.backend == "personalize":
             from amp_personalize.backends.personalize.backend import PersonalizeBackend
 
-            return PersonalizeBackend(personalize.settings(), personalize.clients(), self.settings().ledger_path, self.weights())
+            return PersonalizeBackend(personalize.settings(), personalize.clients(), self.settings(), self.weights())
         from amp_personalize.backends.local.backend import LocalBackend
         from amp_personalize.backends.local.model import LocalParams
 

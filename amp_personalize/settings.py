@@ -134,6 +134,9 @@ class Settings:
     lake_url: str | None = None
     landing_keep_hours: float = 24.0
     volume_dead_after_seconds: float = 600.0
+    # Postgres for state hosts share (the Personalize ledger and its lease, the process lock);
+    # repr=False: the URL may carry a password.
+    database_url: str | None = field(default=None, repr=False)
     weights_file: Path | None = None
     grace_seconds: float = 30.0
     history_days: int = 90
@@ -211,6 +214,7 @@ class Settings:
             lake_url=_s3_url(env, "AMP_LAKE_URL"),
             landing_keep_hours=_float(env, "AMP_LANDING_KEEP_HOURS", cls.landing_keep_hours, maximum=MAX_DAYS * 24),
             volume_dead_after_seconds=_seconds(env, "AMP_VOLUME_DEAD_AFTER_SECONDS", cls.volume_dead_after_seconds, minimum=1),
+            database_url=_database_url(env),
             weights_file=Path(weights) if weights else None,
             grace_seconds=_seconds(env, "AMP_GRACE_SECONDS", 30.0),
             history_days=_int(env, "AMP_HISTORY_DAYS", 90, minimum=1, maximum=MAX_DAYS),
@@ -236,6 +240,14 @@ def _s3_url(env: Mapping[str, str], name: str) -> str | None:
         return str(S3Url.parse(raw))
     except S3UrlError as exc:
         raise SettingsError(f"{name}={exc}") from None
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("AMP_DATABASE_URL", "").strip()
+    if raw and not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+        # Not echoed: the URL may carry a password.
+        raise SettingsError("AMP_DATABASE_URL must be a PostgreSQL URL: postgresql://user:password@host:5432/database")
+    return raw or None
 
 
 def _read_token(env: Mapping[str, str]) -> str | None:

@@ -151,3 +151,34 @@ class ReceiverProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Debian's PostgreSQL 15, started once for the session in a directory of its own (deploy/local/postgres.py)."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+    from postgres import Postgres
+
+    server = Postgres(Path(tempfile.mkdtemp(prefix="amp-postgres-"))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server, request) -> str:
+    """A database of the test's own on the session's server: AMP_DATABASE_URL for it."""
+    import re
+
+    import psycopg2
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50] + f"_{os.getpid()}_{time.monotonic_ns() % 100000}"
+    admin = psycopg2.connect(postgres_server.url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return postgres_server.url.rsplit("/", 1)[0] + "/" + name

@@ -9,7 +9,7 @@ from amp_personalize.backends.personalize.ledger import (
     Ledger,
     LedgerMismatch,
     PushInProgress,
-    exclusive_push,
+    open_ledger,
 )
 from amp_personalize.backends.personalize.push import PushFailed
 from amp_personalize.backends.personalize.realtime import (
@@ -75,37 +75,37 @@ def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, pers
     live = personalize.settings()
     live.require("tracking_id")
     try:
-        with exclusive_push(settings.ledger_path):
-            return _push(amp, settings, live, personalize.clients().events)
+        ledger = open_ledger(settings)
+        try:
+            with ledger.exclusive_push():
+                return _push(amp, settings, live, personalize.clients().events, ledger)
+        finally:
+            ledger.close()
     except PushInProgress as busy:
         raise dg.Failure(description=str(busy)) from None
 
 
-def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, events_client) -> dg.MaterializeResult:
-    ledger = Ledger(settings.ledger_path)
+def _push(amp: AmpResource, settings: Settings, live: PersonalizeSettings, events_client, ledger: Ledger) -> dg.MaterializeResult:
     try:
-        try:
-            ledger.bind(live.destination())
-        except LedgerMismatch as mismatch:
-            raise dg.Failure(description=str(mismatch)) from None
-        source = landing_source(settings)
-        segments = pending_segments(source, ledger, settings.window_minutes)
-        left = max(0, len(segments) - MAX_SEGMENTS_PER_RUN)
-        segments = segments[:MAX_SEGMENTS_PER_RUN]
-        if not segments:
-            return dg.MaterializeResult(metadata={"segments": 0, "calls": 0, "events": 0}, check_results=_check_results([], None))
-        try:
-            report = push_segments(
-                segments, source, weights_frame(amp.weights()), live.tracking_id, events_client,
-                ledger, live.push_tps, live.push_concurrency,
-            )
-        except PushFailed as failure:
-            raise dg.Failure(description=str(failure)) from None
-        # Ids older than the history window (plus a margin for late events) are asked for by
-        # no import, and Amplitude stopped retrying them long ago: the ledger need not keep them.
-        pruned = ledger.prune(int(time.time() * 1000) - (settings.history_days + PRUNE_MARGIN_DAYS) * 86_400_000)
-    finally:
-        ledger.close()
+        ledger.bind(live.destination())
+    except LedgerMismatch as mismatch:
+        raise dg.Failure(description=str(mismatch)) from None
+    source = landing_source(settings)
+    segments = pending_segments(source, ledger, settings.window_minutes)
+    left = max(0, len(segments) - MAX_SEGMENTS_PER_RUN)
+    segments = segments[:MAX_SEGMENTS_PER_RUN]
+    if not segments:
+        return dg.MaterializeResult(metadata={"segments": 0, "calls": 0, "events": 0}, check_results=_check_results([], None))
+    try:
+        report = push_segments(
+            segments, source, weights_frame(amp.weights()), live.tracking_id, events_client,
+            ledger, live.push_tps, live.push_concurrency,
+        )
+    except PushFailed as failure:
+        raise dg.Failure(description=str(failure)) from None
+    # Ids older than the history window (plus a margin for late events) are asked for by
+    # no import, and Amplitude stopped retrying them long ago: the ledger need not keep them.
+    pruned = ledger.prune(int(time.time() * 1000) - (settings.history_days + PRUNE_MARGIN_DAYS) * 86_400_000)
     stats = report.stats
     lags = _quantiles(stats.lags, 1, {"p50": 0.5, "p95": 0.95})
     return dg.MaterializeResult(

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.ledger import open_ledger
 from amp_personalize.backends.personalize.realtime import pending_segments, segment_name
 from amp_personalize.backends.personalize.resource import PersonalizeResource
 from amp_personalize.jobs import push_job
@@ -25,7 +25,7 @@ def personalize_events_sensor(
     in_flight = run_in_flight(context.instance, push_job.name)
     if in_flight is not None:
         return dg.SkipReason(f"push run {in_flight.run_id} is still going; it or the next takes the new segments")
-    ledger = Ledger(settings.ledger_path)
+    ledger = open_ledger(settings)
     try:
         # A ledger kept for another destination fails every push: say so here, once a tick, rather
         # than start a run every tick that is bound to fail.

@@ -28,6 +28,7 @@ from amp_personalize.transforms.interactions import (
     IMPRESSIONS_SCHEMA,
     INTERACTIONS_SCHEMA,
 )
+from amp_personalize.settings import Settings
 from amp_personalize_tests.backends.personalize_fakes import (
     CAMPAIGN,
     DATASET,
@@ -93,7 +94,7 @@ def test_recommendations_and_similar_items_come_back_under_the_apps_own_ids(tmp_
 
     Service(clients.runtime, "GetRecommendations", answer)
     settings = fake_resource(clients, sims_campaign_arn=f"{CAMPAIGN}-sims").settings()
-    backend = PersonalizeBackend(settings, clients, tmp_path / "ledger.sqlite", load_weights())
+    backend = PersonalizeBackend(settings, clients, Settings(data_dir=tmp_path), load_weights())
     recs = backend.recommend(model, [LONG_USER, "u2"], 5)
     assert [p["userId"] for p in asked] == [fit_id(LONG_USER), "u2"] and all(len(p["userId"]) <= 256 for p in asked)
     assert recs.filter(pl.col("user_id") == LONG_USER)["item_id"].to_list() == [LONG_ITEM, "d1"]

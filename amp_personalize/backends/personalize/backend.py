@@ -22,10 +22,10 @@ from amp_personalize.backends.personalize import recommend, training
 from amp_personalize.backends.personalize.clients import Clients
 from amp_personalize.backends.personalize.ids import CATALOG, catalog_items, restore
 from amp_personalize.backends.personalize.jobs import Poll
-from amp_personalize.backends.personalize.ledger import Ledger
+from amp_personalize.backends.personalize.ledger import open_ledger
 from amp_personalize.backends.versions import load_version, publish_version
 from amp_personalize.events import WeightTable
-from amp_personalize.settings import PersonalizeSettings
+from amp_personalize.settings import PersonalizeSettings, Settings
 
 # A user id no one has: Personalize answers it with what it recommends to newcomers.
 COLD_USER = "amp-personalize:cold-start"
@@ -34,10 +34,10 @@ COLD_USER = "amp-personalize:cold-start"
 class PersonalizeBackend:
     name = "personalize"
 
-    def __init__(self, settings: PersonalizeSettings, clients: Clients, ledger_path: Path, weights: WeightTable, poll: Poll | None = None) -> None:
+    def __init__(self, settings: PersonalizeSettings, clients: Clients, amp_settings: Settings, weights: WeightTable, poll: Poll | None = None) -> None:
         self.settings = settings
         self.clients = clients
-        self.ledger_path = ledger_path
+        self.amp_settings = amp_settings  # where the ledger is (ledger.open_ledger)
         self.weights = weights
         self.poll = poll or Poll(settings.job_timeout_seconds, settings.poll_seconds)
 
@@ -48,7 +48,7 @@ class PersonalizeBackend:
         """Import what Personalize lacks, sync the weights, train a version, move the campaign to it."""
         s = self.settings
         s.require("solution_arn")
-        ledger = Ledger(self.ledger_path)
+        ledger = open_ledger(self.amp_settings)
         try:
             ledger.bind(s.destination())
             imported = training.import_missing(self.clients, s, ledger, data, self.poll)

@@ -26,7 +26,7 @@ from amp_personalize.backends.personalize.impressions import (
     impression_lists,
 )
 from amp_personalize.backends.personalize.jobs import Poll, job_name, wait_for
-from amp_personalize.backends.personalize.ledger import Ledger, exclusive_push
+from amp_personalize.backends.personalize.ledger import Ledger
 from amp_personalize.backends.personalize.validation import validate
 from amp_personalize.events import WeightTable
 from amp_personalize.settings import PersonalizeSettings
@@ -101,7 +101,7 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
     if forgotten_ms:
         history = history.filter(pl.col("event_time") >= datetime.fromtimestamp(forgotten_ms / 1000, timezone.utc) + timedelta(days=1))
     interactions = fit_columns(history, ["event_id"])
-    with exclusive_push(ledger.path, wait_seconds=600):
+    with ledger.exclusive_push(wait_seconds=600):
         claimed = ledger.claim_for_import(name, interactions["event_id"].to_list(), stale_before_ms=stale)
     if not claimed:
         return ImportResult(None, None, 0)
