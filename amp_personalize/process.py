@@ -6,11 +6,13 @@ materialization and check shows up in the Dagster UI afterwards.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import dagster as dg
 
@@ -22,7 +24,7 @@ from amp_personalize.sensors.training import CACHES_INLINE, CACHES_TAG, why_no_c
 from amp_personalize.sensors.window_runs import (
     INTERRUPTED,
     fail_dead_runs,
-    host_tags,
+    in_process_tags,
     only_checks_failed,
     run_in_flight,
     run_time,
@@ -171,7 +173,7 @@ def _execute(job: dg.JobDefinition, stopped: str, tags: dict[str, str] | None = 
     """The job run in this process, tagged with this host. Ctrl-C, which Dagster turns into a
     failed step before returning, is raised again as KeyboardInterrupt(`stopped`), saying what
     it stopped, for the command to end on."""
-    result = job.execute_in_process(tags={**host_tags(), **(tags or {})}, **options)
+    result = job.execute_in_process(tags={**in_process_tags(), **(tags or {})}, **options)
     if INTERRUPTED in step_errors(result.get_step_failure_events()):
         raise KeyboardInterrupt(stopped)
     return result
@@ -193,12 +195,52 @@ def _scores_behind(instance: dg.DagsterInstance, window_job: str, history_days: 
     return built_over is not None and built_over.value != history_days
 
 
+@contextmanager
+def one_pass_at_a_time(settings: Settings, say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """One `process` pass at a time per lake: two started at once would each plan the same due
+    windows before either had built one, and build them twice. With AMP_DATABASE_URL a Postgres
+    advisory lock (every host), else a file lock in the data directory; either is let go when its
+    holder ends, however it ends. The daemon's window runs are told apart by run_in_flight."""
+    if settings.database_url:
+        from amp_personalize.storage.postgres import advisory_lock
+
+        with advisory_lock(settings.database_url, PASS_LOCK, wait=False) as mine:
+            if mine:
+                yield
+                return
+        say("another `amp-personalize process` is running against this lake; waiting for it to finish")
+        with advisory_lock(settings.database_url, PASS_LOCK):
+            yield
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / ".process.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another `amp-personalize process` is running on this data directory; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+PASS_LOCK = "amp-personalize process"
+
+
 def process_once(
     settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> ProcessReport:
     """`rebuild` builds every ready window again, not only those due: how a changed weight file
     reaches windows already built (each build is idempotent, so only `event_value` changes)."""
+    with one_pass_at_a_time(settings, say):
+        return _process_once(settings, all_windows, instance, rebuild, say)
+
+
+def _process_once(
+    settings: Settings, all_windows: bool, instance: dg.DagsterInstance, rebuild: bool, say: Callable[[str], None]
+) -> ProcessReport:
     from amp_personalize.definitions import defs
 
     report = ProcessReport()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,11 +162,13 @@ def postgres_server():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
     from postgres import Postgres
 
-    server = Postgres(Path(tempfile.mkdtemp(prefix="amp-postgres-"))).start()
+    root = Path(tempfile.mkdtemp(prefix="amp-postgres-"))
+    server = Postgres(root).start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ LONGEST_RETRY_SECONDS = 3600
 # Where a run executes: `amp-personalize process` runs its own, the sensor's run on the code
 # server's host under the default launcher. A process id means something only there.
 HOST_TAG = "amp/host"
+# On the runs `process` and `train` execute in their own process, which no run launcher knows of.
+IN_PROCESS_TAG = "amp/in_process"
 
 
 # Why a step failed, by the class of its error, for what comes after the run.
@@ -49,6 +51,10 @@ def host_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname()}
 
 
+def in_process_tags() -> dict[str, str]:
+    return {**host_tags(), IN_PROCESS_TAG: "true"}
+
+
 def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of the process executing the run: the first engine event that names one (the run
     worker's "Started process for run", or the in-process executor's)."""
@@ -61,8 +67,16 @@ def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 
 def _gone(instance: dg.DagsterInstance, record: dg.RunRecord, host: str) -> str | None:
-    """Why the process executing this run is known to be gone, or None (alive, elsewhere, unknown)."""
+    """Why the process executing this run is known to be gone, or None (alive, elsewhere, unknown).
+
+    Only where Dagster cannot tell: a run `process` or `train` executed in their own process,
+    and, under the default launcher, a run whose code server went down with it. A launcher that
+    checks its run workers' health (ECS, Kubernetes) has run monitoring end a dead worker's run,
+    and run retries start it again: a pid and a host name mean nothing across tasks and pods.
+    """
     run = record.dagster_run
+    if run.tags.get(IN_PROCESS_TAG) != "true" and instance.run_launcher.supports_check_run_worker_health:
+        return None
     # Untagged (launched from the UI, a backfill, an earlier version): under the default
     # launcher it ran on the code server's host, which is where sensors run too.
     default_host = host if isinstance(instance.run_launcher, dg.DefaultRunLauncher) else None

@@ -10,6 +10,7 @@ psycopg 3). Our tables live in their own schema, `amp`, beside Dagster's.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from contextlib import contextmanager
@@ -69,8 +70,15 @@ class Lease:
             )
             row = cur.fetchone()
             if row is None:
-                cur.execute("SELECT holder, expires_at FROM leases WHERE name = %s", (self.name,))
-                holder, expires = cur.fetchone()
+                cur.execute("SELECT holder, expires_at, epoch FROM leases WHERE name = %s", (self.name,))
+                holder, expires, epoch = cur.fetchone()
+                if _gone_from_this_host(holder):  # killed here: no need to wait for it to expire
+                    cur.execute(
+                        "UPDATE leases SET holder = %s, epoch = epoch + 1, expires_at = now() + %s * interval '1 second' "
+                        "WHERE name = %s AND epoch = %s RETURNING epoch",
+                        (self.holder, self.ttl, self.name, epoch),
+                    )
+                    row = cur.fetchone()
         if row is None:
             self._conn.close()
             raise LeaseHeld(f"{self.name} is held by {holder} (until {expires:%Y-%m-%d %H:%M:%S %Z} unless renewed)")
@@ -111,6 +119,19 @@ class Lease:
         finally:
             self._conn.close()
             self._conn = None
+
+
+def holder_name() -> str:
+    """A lease holder as a refusal names it, and as `_gone_from_this_host` reads it."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def _gone_from_this_host(holder: str | None) -> bool:
+    """Whether a holder named by holder_name() is a process of this host that no longer runs."""
+    from amp_personalize.pids import alive
+
+    host, _, pid = (holder or "").rpartition(" pid ")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid))
 
 
 @contextmanager

@@ -27,8 +27,6 @@ stranded on another pod after its lease passed on cannot record anything (storag
 from __future__ import annotations
 
 import fcntl
-import os
-import socket
 import sqlite3
 import threading
 import time
@@ -46,12 +44,9 @@ class PushInProgress(RuntimeError):
 
 
 PUSH_LEASE = "personalize_push"
-LEASE_SECONDS = 60.0
+LEASE_SECONDS = 30.0  # a killed pusher holds pushes up for this long at most (on its own host: not at all)
 
 
-def holder_name() -> str:
-    """Who holds the push lock, as a refusal names them."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 @contextmanager
@@ -183,7 +178,7 @@ class Ledger:
             with exclusive_push(self.path, wait_seconds):
                 yield
             return
-        from amp_personalize.storage.postgres import Lease, LeaseHeld
+        from amp_personalize.storage.postgres import Lease, LeaseHeld, holder_name
 
         deadline = time.monotonic() + wait_seconds
         lease = Lease(self.database_url, PUSH_LEASE, holder_name(), LEASE_SECONDS)
