@@ -17,6 +17,12 @@ import orjson
 import pytest
 import uvicorn
 
+# The window partitions load once per process, from the environment. Unset, they start where
+# AMP_DATA_DIR's data begins (./data here: whatever the last `make demo` left), and the tests'
+# windows, in temporary data directories from 2025 on, would not be partitions. Before any import
+# of the code location, and inherited by the commands tests start.
+os.environ.setdefault("AMP_PARTITIONS_START", "2025-01-01")
+
 from amp_personalize.landing.commit import SYNCER_COMMAND
 from amp_personalize.landing.segments import OPEN_SUFFIX, SEALED_SUFFIX
 from amp_personalize.receiver import create_app

@@ -15,7 +15,7 @@ from dagster._core.events import EngineEventData
 from dagster._core.test_utils import create_run_for_test
 
 from amp_personalize.assets.interactions import impressions, interactions
-from amp_personalize.assets.partitions import window_partitions
+from amp_personalize.assets.partitions import partitions_start, window_partitions
 from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of, window_start_ms
@@ -146,7 +146,7 @@ def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, insta
     assert not result.run_requests
     assert json.loads(result.cursor)["watermark"] < blocked  # past the early window, not the blocked one
     message = result.skip_reason.skip_message
-    assert "begin before AMP_PARTITIONS_START" in message
+    assert "begin before the first partition (2025-01-01 00:00:00 UTC, from AMP_PARTITIONS_START)" in message
     assert f"recovery could not seal {crashed.name} (Not a directory)" in message
     (data / "quarantine").unlink()
     result, _ = tick(data, instance)
@@ -329,10 +329,14 @@ def test_windows_before_the_partitions_start_are_passed_over_with_a_reason(tmp_p
     plan = plan_windows(data / "landing", data / "q", start + 10 * HOUR, 60, 30, partitions_start_ms=start)
     assert plan.ready == ["20250101T0200Z"] and plan.watermark == "20250101T0200Z"
     [(_, why)] = plan.waiting
-    assert why.startswith("2 landing window(s) (20250101T0000Z to 20250101T0100Z) begin before AMP_PARTITIONS_START (2025-01-01 02:00:00 UTC)")
+    assert why.startswith(
+        "2 landing window(s) (20250101T0000Z to 20250101T0100Z) begin before the first partition "
+        "(2025-01-01 02:00:00 UTC, from AMP_PARTITIONS_START)"
+    )
+    assert "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up" in why
 
     settings = replace(Settings.from_env({"AMP_PARTITIONS_START": "2025-01-01T02:00"}), data_dir=data)
-    assert plan_now(settings).ready == ["20250101T0200Z"]
+    assert plan_now(settings, partitions_start(settings)).ready == ["20250101T0200Z"]
     assert window_partitions(settings).get_first_partition_window().start.timestamp() * 1000 == start
 
 
