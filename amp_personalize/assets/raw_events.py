@@ -6,6 +6,7 @@ import polars as pl
 
 from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.checks.rules import RAW_EVENTS
 from amp_personalize.events.windows import window_key, window_start_ms
 from amp_personalize.lake.store import Lake
@@ -144,7 +145,10 @@ def _files_missing(lake: Lake, window: str) -> bool:
     partitions_def=WINDOWS,
     check_specs=check_specs("raw_events", RAW_EVENTS),
     group_name="events",
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "duckdb"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    metadata=table_metadata("raw_events"),
 )
 def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
     """Every landed event of one landing window, typed, each event_id once across windows."""
