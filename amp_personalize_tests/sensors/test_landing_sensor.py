@@ -55,6 +55,11 @@ def built_then_tick(data, instance, window, cursor):
     return tick(data, instance, cursor=cursor)[0]
 
 
+def state(cursor: str) -> dict:
+    """What the next tick reads from a cursor: all of it but the words for people."""
+    return {k: v for k, v in json.loads(cursor).items() if k != "status"}
+
+
 def just_before(window: str) -> str:
     return window_key(window_start_ms(window) - 60_000)
 
@@ -85,19 +90,40 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
     first, _ = tick(data, instance)
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
     assert first.run_requests[0].tags["amp/host"] == socket.gethostname()  # where a pid of its means something
-    assert json.loads(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
+    assert state(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
     result = built_then_tick(data, instance, old, first.cursor)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
     result = built_then_tick(data, instance, previous, result.cursor)
     assert not result.run_requests
-    assert json.loads(result.cursor) == {"watermark": previous, "v": 2}
+    assert state(result.cursor) == {"watermark": previous, "v": 2}
 
     # A late segment lands in the still-open window: still not requested, and said why.
     write_segment(data, current, [CLICK], name="0000000000009-late-000001")
     again, _ = tick(data, instance, cursor=result.cursor)
     assert not again.run_requests
     assert f"window {current} is open until" in again.skip_reason.skip_message
-    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
+    assert state(again.cursor) == {"watermark": previous, "v": 2}
+
+
+def test_the_cursor_says_in_words_what_the_sensor_did_or_waits_for(tmp_path, instance, mid_hour):
+    """Issue 16: why it waits ("window ... is open until 04:00 UTC") was only inside a tick; the
+    cursor is what the UI shows on the sensor's page."""
+    data = tmp_path / "data"
+    previous, current = windows_back(1), windows_back(0)
+    write_segment(data, previous, [CLICK])
+    write_segment(data, current, [CLICK])
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+
+    first, _ = tick(data, instance)
+    assert json.loads(first.cursor)["status"].endswith(f"UTC: requested window {previous} (run key window-{previous})")
+    run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": previous})
+    busy, _ = tick(data, instance, cursor=first.cursor)
+    assert f"window {previous} is still being processed" in json.loads(busy.cursor)["status"]
+    instance.report_run_canceled(run)
+    build(data, instance, previous)
+    waiting, _ = tick(data, instance, cursor=busy.cursor)
+    status = json.loads(waiting.cursor)["status"]
+    assert status.startswith(today) and f"window {current} is open until {today} " in status
 
 
 def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instance):
@@ -124,7 +150,7 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
         result, _ = tick(data, instance)
         assert not result.run_requests
         assert "1 segment(s) still being written" in result.skip_reason.skip_message
-        assert result.cursor is None
+        assert state(result.cursor)["watermark"] is None
     finally:
         os.close(fd)
     # The holder died without sealing: the sensor seals it and both windows go, in order.
@@ -167,7 +193,7 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     waiting, _ = tick(data, instance, cursor=first.cursor)
     assert not waiting.run_requests
     assert f"window {first_window} is still being processed" in waiting.skip_reason.skip_message
-    assert waiting.cursor == first.cursor
+    assert state(waiting.cursor) == state(first.cursor)
 
     if status == dg.DagsterRunStatus.NOT_STARTED:
         # Deleted while queued: requested again (Dagster drops a request only while a run with its key exists).
@@ -380,7 +406,7 @@ def test_windows_already_built_by_process_are_passed_over_not_built_again(tmp_pa
     again, _ = tick(data, instance)  # a cursor lost as well: everything ready is built
     assert not again.run_requests
     assert again.skip_reason.skip_message.startswith(f"2 ready window(s) ({old} to {previous}) were built already")
-    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
+    assert state(again.cursor) == {"watermark": previous, "v": 2}
     write_segment(data, old, [CLICK], name="0000000000009-late-000001")  # a segment its build did not read
     assert requested(tick(data, instance)[0]) == [old]
 
