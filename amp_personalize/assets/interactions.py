@@ -53,6 +53,7 @@ def interactions(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Mate
     weights = weights_frame(amp.weights())
     df = build_interactions(raw, weights)
     reasons = skip_reasons(raw, weights)
+    skipped = sum(n for r, n in reasons.items() if r != "processed")
     by_type = weight_summary(df, "event_type")
     return publish(
         "interactions",
@@ -62,7 +63,9 @@ def interactions(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Mate
         partition=context.partition_key,
         metadata={
             "processed": reasons.get("processed", 0),
-            "skipped": sum(n for r, n in reasons.items() if r != "processed"),
+            "skipped": skipped,
+            # Volume-free, so it plots the same for a backfill and a quiet hour: a tracking change shows.
+            "skipped_share": round(skipped / (skipped + reasons.get("processed", 0)), 4) if skipped else 0.0,
             # Numbers, one per reason and per weighted type, every time: each plots over the windows.
             **{f"skipped_{reason}": reasons.get(reason, 0) for reason in SKIP_REASONS},
             **{f"events_{t}": n for t, n in _per_type(weights, by_type).items()},

@@ -183,9 +183,15 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
             "malformed_lines_dropped": malformed,
             "duplicates_in_window": stats.duplicates_in_window,
             "duplicates_of_earlier_windows": stats.duplicates_of_earlier_windows,
+            # A share plots the same for a backfill and a quiet hour: retries rising shows at any volume.
+            "duplicates_share": _share(stats.duplicates_in_window + stats.duplicates_of_earlier_windows, stats.landed),
             "events": kinds.get("event", 0),
             "user_payloads": kinds.get("user", 0),
             "events_without_own_time": int(df["event_time_missing"].sum()) if df.height else 0,
             **{f"lag_seconds_{k}": v for k, v in lag_seconds(df).items()},
         },
     )
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

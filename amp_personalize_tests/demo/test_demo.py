@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,24 +107,24 @@ def chromium() -> str:
 
 @pytest.fixture
 def ui(demo_run):
-    """The Dagster UI `make up` serves on the demo's data (the webserver alone: no daemon to tick)."""
+    """`make up` on the demo's data, as the demo tells the user to run it (on free ports)."""
     data = demo_run[0]
-    port = free_port()
-    env = {**as_a_user_runs_it(data), "DAGSTER_HOME": str(data / "dagster")}
-    web = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0,
+    port, receiver = free_port(), free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(port)],
+        cwd=ROOT, env={**as_a_user_runs_it(data), "AMP_RECEIVER_PORT": str(receiver)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         assert wait_for(f"http://127.0.0.1:{port}/server_info", 120)
         yield f"http://127.0.0.1:{port}", data
     finally:
-        os.killpg(web.pid, 2)
+        up.send_signal(signal.SIGINT)  # stops the receiver and dg dev, as Ctrl-C does
         try:
-            web.wait(30)
+            up.wait(60)
         except subprocess.TimeoutExpired:
-            os.killpg(web.pid, 9)
-            web.wait()
+            up.kill()
+            up.wait()
 
 
 BROWSER_ARGS = [
@@ -164,7 +165,15 @@ def test_the_ui_after_the_demo_shows_several_filled_windows_and_plots_over_them(
             dismiss_first_visit_modal(page)
             expect(page.get_by_text("warehouse.main.interactions").first).to_be_visible(timeout=60_000)  # its duckdb view
             page.get_by_text("Plots", exact=True).first.click()  # the metadata's plots, over the partitions
-            for series in ("dagster/partition_row_count", "skipped_unweighted_type", "events_click"):
+            for series in ("dagster/partition_row_count", "skipped_share", "skipped_unweighted_type", "events_click"):
                 expect(page.get_by_text(series, exact=True).first).to_be_visible()
+
+            # Why the landing sensor waits, on its page, without opening a tick (its first tick
+            # comes as the daemon starts).
+            year = time.strftime("%Y", time.gmtime())
+            page.goto(f"{url}/locations/amp_personalize.definitions/sensors/landing_sensor")
+            page.wait_for_load_state("networkidle")
+            dismiss_first_visit_modal(page)
+            expect(page.get_by_text(f'{{"status": "{year}-', exact=False).first).to_be_visible(timeout=90_000)
         finally:
             browser.close()

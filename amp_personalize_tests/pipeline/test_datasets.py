@@ -142,6 +142,7 @@ def test_raw_events_dedupes_within_and_across_windows(lake):
     assert w1_meta["malformed_lines_dropped"].value == 1
     assert w1_meta["duplicates_in_window"].value == 1
     assert w1_meta["user_payloads"].value == 1
+    assert w1_meta["duplicates_share"].value == round(1 / 12, 4)  # one retry of 12 landed lines
 
 
 def window_metadata(instance, asset: str, window: str) -> dict:
@@ -154,7 +155,8 @@ def test_interactions_metadata_explains_what_was_skipped_in_numbers_that_plot(la
     _, instance = lake
     meta = window_metadata(instance, "interactions", W1)
     assert meta["processed"].value == 5  # a1, a2, b1 and the impressions a3, a8
-    skipped = {k: v for k, v in meta.items() if k.startswith("skipped_")}
+    assert meta["skipped_share"].value == round(6 / 11, 4)  # volume-free: plots the same at any traffic
+    skipped = {k: v for k, v in meta.items() if k.startswith("skipped_") and k != "skipped_share"}
     assert {k: v.value for k, v in skipped.items()} == {
         "skipped_no_item_id": 1, "skipped_no_items_shown": 2, "skipped_no_user_id": 1, "skipped_unweighted_type": 1, "skipped_user_payload": 1,
     }
