@@ -19,7 +19,10 @@ up: install
 demo: install
 	$(PY) -m amp_personalize.demo.run
 
+# The UI test looks at the Dagster UI in Debian's chromium (playwright drives it; its own
+# browser download is never used).
 test: install
+	command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	$(PY) -m pytest -q
 
 # recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from amp_personalize.assets.partitions import WINDOWS
-
 window_job = dg.define_asset_job(
     "process_window",
     selection=["raw_events", "interactions", "impressions"],
-    partitions_def=WINDOWS,
     description="One landing window: raw_events, then interactions and impressions, with their checks.",
     # A window of a million events takes seconds; past two hours the run is hung (or its worker
     # died), and with run monitoring on the daemon ends it, so the next window is not held back.

@@ -47,6 +47,18 @@ class ReplaySummary:
     retries: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def count(self, size: int, reply: dict | None, retries: int, error: str | None) -> None:
+        """One request of `size` events: its reply, or the error it ended on."""
+        self.requests += 1
+        self.retries += retries
+        if reply is None:
+            self.failed += size
+            self.errors.append(error or "unknown error")
+        else:
+            self.sent += reply.get("events_ingested", size)
+            self.processed += reply.get("processed", 0)
+            self.skipped += reply.get("skipped", 0)
+
 
 def _events_in_document(data: bytes) -> list | None:
     """A whole-file JSON document's events, or None if the file is not one JSON document.
@@ -259,16 +271,7 @@ def replay(
         def settle(done) -> None:
             for future in done:
                 size = in_flight.pop(future)
-                reply, retries, error = future.result()
-                summary.requests += 1
-                summary.retries += retries
-                if reply is None:
-                    summary.failed += size
-                    summary.errors.append(error or "unknown error")
-                else:
-                    summary.sent += reply.get("events_ingested", size)
-                    summary.processed += reply.get("processed", 0)
-                    summary.skipped += reply.get("skipped", 0)
+                summary.count(size, *future.result())
                 bar.update(size)
 
         for batch in batches(events, batch_size, max_body_bytes):

@@ -54,7 +54,7 @@ class AmpResource(dg.ConfigurableResource):
     history_days: int = Settings.history_days
     dedupe_lookback_hours: int = Settings.dedupe_lookback_hours
     future_skew_minutes: int = Settings.future_skew_minutes
-    partitions_start: str = Settings.partitions_start
+    partitions_start: str | None = Settings.partitions_start
     backend: str = Settings.backend
     retrain_cron: str = Settings.retrain_cron
     active_days: int = Settings.active_days

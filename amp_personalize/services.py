@@ -42,7 +42,7 @@ def service_commands(settings: Settings, ui_host: str, ui_port: int, workspace: 
     bin_dir = Path(sys.executable).parent
     return [
         [str(bin_dir / "amp-personalize"), "serve"],
-        [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-h", ui_host, "-p", str(ui_port)],
+        [str(bin_dir / "dg"), "dev", "-w", str(workspace), "-h", ui_host, "-p", str(ui_port)],
     ]
 
 

@@ -62,22 +62,34 @@ def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float =
     return _float(env, name, default, minimum, maximum=MAX_DAYS * 86_400)
 
 
-def _partitions_start(env: Mapping[str, str]) -> str:
-    """An ISO date (or date and time, UTC unless it says otherwise) from 1970 up to now."""
-    raw = env.get("AMP_PARTITIONS_START", "").strip()
-    if not raw:
-        return Settings.partitions_start
+def parse_partitions_start(raw: str) -> int:
+    """An ISO date, or date and time (UTC unless it names an offset), as epoch ms. ValueError if
+    it does not parse or is before 1970."""
     try:
         start = datetime.fromisoformat(raw)
         start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start.astimezone(timezone.utc)
-    except ValueError:
-        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is not an ISO date like 2025-01-01") from None
     except OverflowError:  # 0001-01-01 with an offset east of UTC falls before year 1
-        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is before 1970") from None
+        raise ValueError("is before 1970") from None
+    except ValueError:
+        raise ValueError("is not an ISO date like 2025-01-01") from None
     if start.year < 1970:
-        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} is before 1970")
+        raise ValueError("is before 1970")
+    return int(start.timestamp() * 1000)
+
+
+def _partitions_start(env: Mapping[str, str]) -> str | None:
+    """An ISO date (or date and time, UTC unless it says otherwise) from 1970 up to now, or None
+    (unset): the partitions then start where the data does (assets/partitions.py)."""
+    raw = env.get("AMP_PARTITIONS_START", "").strip()
+    if not raw:
+        return None
+    try:
+        start_ms = parse_partitions_start(raw)
+    except ValueError as exc:
+        raise SettingsError(f"AMP_PARTITIONS_START={raw!r} {exc}") from None
     # A start in the future leaves no window a partition to process: every landed window (whose
     # time is the receive time, never ahead of now) would be refused. Say so now instead.
+    start = datetime.fromtimestamp(start_ms / 1000, tz=timezone.utc)
     if start > datetime.now(timezone.utc):
         raise SettingsError(
             f"AMP_PARTITIONS_START={raw!r} is in the future: no landing window could be processed; "
@@ -142,7 +154,8 @@ class Settings:
     history_days: int = 90
     dedupe_lookback_hours: int = 24
     future_skew_minutes: int = 10
-    partitions_start: str = "2025-01-01"  # ISO; from_env checks it parses and is not in the future
+    # ISO; from_env checks it parses and is not in the future. None: from the data (assets/partitions.py).
+    partitions_start: str | None = None
     backend: str = "local"
     retrain_cron: str = DEFAULT_RETRAIN_CRON
     active_days: int = 30
@@ -151,11 +164,9 @@ class Settings:
     personalize: "PersonalizeSettings" = field(default_factory=lambda: PersonalizeSettings())
 
     @property
-    def partitions_start_ms(self) -> int:
-        """The first window partition's earliest possible start (epoch ms, UTC)."""
-        start = datetime.fromisoformat(self.partitions_start)
-        start = start.replace(tzinfo=timezone.utc) if start.tzinfo is None else start
-        return int(start.timestamp() * 1000)
+    def partitions_start_ms(self) -> int | None:
+        """AMP_PARTITIONS_START as epoch ms (UTC); None when unset."""
+        return None if self.partitions_start is None else parse_partitions_start(self.partitions_start)
 
     @property
     def landing_dir(self) -> Path:

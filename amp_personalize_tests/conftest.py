@@ -18,12 +18,41 @@ import orjson
 import pytest
 import uvicorn
 
+# The window partitions load once per process, from the environment. Unset, they start where
+# AMP_DATA_DIR's data begins (./data here: whatever the last `make demo` left), and the tests'
+# windows, in temporary data directories from 2025 on, would not be partitions. Before any import
+# of the code location, and inherited by the commands tests start.
+os.environ.setdefault("AMP_PARTITIONS_START", "2025-01-01")
+
 from amp_personalize.landing.commit import SYNCER_COMMAND
 from amp_personalize.landing.segments import OPEN_SUFFIX, SEALED_SUFFIX
 from amp_personalize.receiver import create_app
 from amp_personalize.settings import Settings
 
 WEBHOOK = "/webhooks/amplitude/"
+PACKAGE = Path(create_app.__code__.co_filename).parents[1]  # amp_personalize/
+_DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+_own_deprecations: list[str] = []
+
+
+def pytest_warning_recorded(warning_message, when, nodeid, location) -> None:
+    """A deprecation met by our own code (Dagster's and polars' name the line of ours that calls
+    them), at import or in a test. Not an `error` filter: polars warns from native code, where
+    an error is swallowed, and the call would pass unseen."""
+    if issubclass(warning_message.category, _DEPRECATIONS) and Path(warning_message.filename).is_relative_to(PACKAGE):
+        _own_deprecations.append(f"{warning_message.filename}:{warning_message.lineno}: {warning_message.message}")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _own_deprecations and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _own_deprecations:
+        terminalreporter.write_line("deprecated calls in amp_personalize (fix them):", red=True)
+        for where in sorted(set(_own_deprecations)):
+            terminalreporter.write_line(f"  {where}")
 
 
 def free_port() -> int:

@@ -59,3 +59,16 @@ def test_dg_loads_the_project_from_pyproject():
     result = subprocess.run([str(dg_cli), "check", "defs"], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All definitions loaded successfully" in result.stdout + result.stderr
+
+
+def test_every_asset_has_owners_and_a_code_version_and_every_dataset_its_table():
+    """Issue 16: the UI showed no owner, no code version, no columns and no table for any asset."""
+    repo = defs.get_repository_def()
+    for key, asset in repo.assets_defs_by_key.items():
+        assert asset.owners_by_key[key] == ["team:data"], key
+        assert asset.code_versions_by_key[key], key
+    for dataset in ("raw_events", "interactions", "impressions", "user_item_scores", "recommendations", "similar_items"):
+        key = dg.AssetKey(dataset)
+        meta = repo.assets_defs_by_key[key].metadata_by_key[key]
+        assert meta["dagster/table_name"] == f"warehouse.main.{dataset}"
+        assert meta["dagster/column_schema"].columns[0].description, dataset

@@ -94,7 +94,8 @@ def test_the_landing_sensor_plans_no_window_before_the_configured_partitions_sta
     with dg.instance_for_test() as instance:
         result = landing_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp}))
     assert result.run_requests == []
-    assert f"1 landing window(s) ({before}) begin before AMP_PARTITIONS_START" in result.skip_reason.skip_message
+    assert f"1 landing window(s) ({before}) begin before the first partition" in result.skip_reason.skip_message
+    assert "from AMP_PARTITIONS_START" in result.skip_reason.skip_message
 
 
 def test_personalize_resource_round_trips_its_settings():

@@ -45,11 +45,13 @@ def test_up_starts_both_and_ctrl_c_stops_both(tmp_path, started_as):
     receiver_port, ui_port = free_port(), free_port()
     env = {**os.environ, "AMP_DATA_DIR": str(tmp_path / "data"), "AMP_RECEIVER_PORT": str(receiver_port)}
     env.pop("DAGSTER_HOME", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(ui_port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=ignore_sigint if started_as == "background job" else None,
-    )
+    output = tmp_path / "up.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amp_personalize.cli", "up", "--ui-port", str(ui_port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=ignore_sigint if started_as == "background job" else None,
+        )
     try:
         assert wait_for(f"http://127.0.0.1:{receiver_port}/healthz", 60)
         assert wait_for(f"http://127.0.0.1:{ui_port}/server_info", 120)
@@ -59,6 +61,10 @@ def test_up_starts_both_and_ctrl_c_stops_both(tmp_path, started_as):
     finally:
         if proc.poll() is None:
             proc.kill()
+    # Issue 16: every `make up` opened with `dagster dev`'s SupersessionWarning ("use 'dg dev'").
+    said = output.read_text(errors="replace")
+    assert "Serving dagster-webserver on" in said
+    assert "Warning" not in said and "WARNING" not in said, said
     assert refused(f"http://127.0.0.1:{receiver_port}/healthz")
     assert refused(f"http://127.0.0.1:{ui_port}/server_info")
     # Nothing of dagster dev's left behind: its webserver, daemon and code servers all name the instance.
@@ -96,7 +102,9 @@ def test_a_second_make_up_names_the_port_in_one_line_and_starts_nothing(tmp_path
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(f"http://127.0.0.1:{receiver_port}/healthz", 60)
-        second = subprocess.run(["make", "--no-print-directory", "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        # As typed in a shell: under `make test` the outer make's MAKELEVEL made it "make[1]: ***".
+        shell = {k: v for k, v in env.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+        second = subprocess.run(["make", "--no-print-directory", "up"], cwd=ROOT, env=shell, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0
         ours = [line for line in (second.stdout + second.stderr).splitlines() if not line.startswith("make: ***")]
         assert ours == [f"Error: port {receiver_port} on 127.0.0.1 (the receiver, AMP_RECEIVER_PORT) is in use: is `make up` already running?"]

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 import numpy as np
 
+from amp_personalize.assets.tables import CODE_VERSION, OWNERS
 from amp_personalize.backends.personalize.ledger import (
     Ledger,
     LedgerMismatch,
@@ -64,7 +65,7 @@ def _check_results(refused: list[tuple[str, str]], lag_p95: float | None) -> lis
     ]
 
 
-@dg.asset(group_name="personalize", kinds={"personalize"}, check_specs=CHECKS)
+@dg.asset(group_name="personalize", kinds={"personalize"}, check_specs=CHECKS, owners=OWNERS, code_version=CODE_VERSION)
 def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """The weighted interactions of every sealed segment not yet pushed, sent with PutEvents once each.
 

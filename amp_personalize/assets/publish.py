@@ -5,9 +5,10 @@ Shared by every asset so that 'checked before published' is one mechanism, not a
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
+import orjson
 import polars as pl
 
 from amp_personalize.checks.rules import (
@@ -27,9 +28,38 @@ def check_specs(asset: str, checks: list[Check]) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(c.name, asset=asset, description=c.description, blocking=c.blocking) for c in checks]
 
 
+def _text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, datetime):  # the lake's times are UTC, to the millisecond
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _cell(value, max_chars: int) -> str:
+    text = _text(value)
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    # A pipe would end the cell, a newline the row; a backslash before either would escape it.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def markdown_table(df: pl.DataFrame, max_chars: int = 40) -> str:
+    """A GitHub-flavoured markdown table of every column and row, as the Dagster UI renders one:
+    one header row, no wrapping (a long value is cut at `max_chars`), lists as JSON, times in UTC."""
+    lines = [
+        "| " + " | ".join(_cell(name, max_chars) for name in df.columns) + " |",
+        "|" + "---|" * df.width,
+    ]
+    for row in df.iter_rows():
+        lines.append("| " + " | ".join(_cell(value, max_chars) for value in row) + " |")
+    return "\n".join(lines)
+
+
 def preview(df: pl.DataFrame, rows: int = 5) -> dg.MetadataValue:
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, fmt_str_lengths=40, tbl_cols=12):
-        return dg.MetadataValue.md(str(df.head(rows)))
+    return dg.MetadataValue.md(markdown_table(df.head(rows)))
 
 
 def check_context(amp: AmpResource) -> CheckContext:
@@ -55,13 +85,15 @@ def publish(
         # as kept out (see raw_events._files_missing) and stop it being rebuilt.
         lake.remove(dataset, partition, rejected=True)
         refresh_views(settings.warehouse_path, lake, (dataset,))
+    # A window's rows are its partition's count; the whole table's are the unpartitioned asset's.
+    rows = "dagster/row_count" if partition == UNPARTITIONED else "dagster/partition_row_count"
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "dagster/row_count": df.height,
+            rows: df.height,
             "published": not blocked,
             "blocked_by": ", ".join(blocked) or "none",
-            "path": dg.MetadataValue.path(lake.uri(dataset, partition, rejected=bool(blocked))),
+            "dagster/uri": lake.uri(dataset, partition, rejected=bool(blocked)),  # where these rows are: the lake, or _rejected/
             "bytes": size,
             "preview": preview(df),
         },

@@ -6,6 +6,7 @@ import polars as pl
 
 from amp_personalize.assets.partitions import WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.checks.rules import RAW_EVENTS
 from amp_personalize.events.windows import window_key, window_start_ms
 from amp_personalize.lake.store import Lake
@@ -144,7 +145,10 @@ def _files_missing(lake: Lake, window: str) -> bool:
     partitions_def=WINDOWS,
     check_specs=check_specs("raw_events", RAW_EVENTS),
     group_name="events",
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "duckdb"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    metadata=table_metadata("raw_events"),
 )
 def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
     """Every landed event of one landing window, typed, each event_id once across windows."""
@@ -179,9 +183,15 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
             "malformed_lines_dropped": malformed,
             "duplicates_in_window": stats.duplicates_in_window,
             "duplicates_of_earlier_windows": stats.duplicates_of_earlier_windows,
+            # A share plots the same for a backfill and a quiet hour: retries rising shows at any volume.
+            "duplicates_share": _share(stats.duplicates_in_window + stats.duplicates_of_earlier_windows, stats.landed),
             "events": kinds.get("event", 0),
             "user_payloads": kinds.get("user", 0),
             "events_without_own_time": int(df["event_time_missing"].sum()) if df.height else 0,
             **{f"lag_seconds_{k}": v for k, v in lag_seconds(df).items()},
         },
     )
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

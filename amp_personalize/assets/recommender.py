@@ -10,6 +10,7 @@ import polars as pl
 
 from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.jobs import JobFailed
 from amp_personalize.backends.personalize.ledger import LedgerMismatch
@@ -78,6 +79,8 @@ def metrics_table(metrics: dict) -> dg.MetadataValue:
     ],
     group_name="recommendations",
     kinds={"numpy", "scipy"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
 )
 def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """A versioned model under data/models/, trained on the history window, with offline metrics."""
@@ -113,8 +116,10 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
             "train_seconds": round(seconds, 2),
             "ndcg_at_10": model_ndcg,
             "ndcg_at_10_popularity": pop_ndcg,
+            # Each metric on its own too, so each plots across model versions.
+            **{name: float(value) for name, value in trained.metrics.get("model", {}).items()},
             "offline_metrics": metrics_table(trained.metrics),
-            "path": dg.MetadataValue.path(str(trained.path)),
+            "dagster/uri": str(trained.path.resolve()),
         },
         check_results=[
             dg.AssetCheckResult(check_name="enough_training_data", passed=True, metadata=counts),
@@ -151,7 +156,10 @@ def latest_model(amp: AmpResource, backend) -> TrainedModel:
     deps=["recommender_model"],
     check_specs=check_specs("recommendations", RECOMMENDATIONS_DECLARED),
     group_name="recommendations",
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "duckdb"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    metadata=table_metadata("recommendations"),
 )
 def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """Top-N items per user active in the period: the cache the app reads (HTTP or the lake)."""
@@ -204,7 +212,10 @@ def recommendations(context: dg.AssetExecutionContext, amp: AmpResource, persona
     deps=["recommender_model"],
     check_specs=check_specs("similar_items", SIMILAR_ITEMS),
     group_name="recommendations",
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "duckdb"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    metadata=table_metadata("similar_items"),
 )
 def similar_items(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """The nearest items to each item: co-occurrence cosine locally, the SIMS campaign on Personalize."""

@@ -6,6 +6,7 @@ import dagster as dg
 
 from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.checks.rules import USER_ITEM_SCORES
 from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.resources import AmpResource
@@ -17,7 +18,10 @@ from amp_personalize.transforms.scores import user_item_scores as build_scores
     deps=[reads_every_window("interactions")],
     check_specs=check_specs("user_item_scores", USER_ITEM_SCORES),
     group_name="events",
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "duckdb"},
+    owners=OWNERS,
+    code_version=CODE_VERSION,
+    metadata=table_metadata("user_item_scores"),
 )
 def user_item_scores(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.MaterializeResult:
     """Net weight, event count, last time and any-negative per (user, item): the model's input."""

@@ -118,7 +118,7 @@ def personalize_split(
     drawn = _pick_test_users(interactions["user_id"], seed, test_fraction)
     n = pl.len().over("user_id")
     position = pl.int_range(pl.len()).over("user_id")  # 0 = oldest, after the sort below
-    is_holdout = pl.col("user_id").is_in(drawn) & (n >= 2) & (position >= n - _holdout_size(n, holdout_fraction))
+    is_holdout = pl.col("user_id").is_in(drawn.implode()) & (n >= 2) & (position >= n - _holdout_size(n, holdout_fraction))
     marked = interactions.sort("user_id", "event_time", "item_id", maintain_order=True).with_columns(
         is_holdout.alias("_holdout")
     )

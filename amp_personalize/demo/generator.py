@@ -616,8 +616,9 @@ def _delivery_ms(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(late, times + rng.integers(*LATE_DELAY_MS, len(times)), times)
 
 
-def _with_retries(events: list[dict], delivered_ms: np.ndarray, rng: np.random.Generator) -> list[dict]:
-    """Exact copies of some events, resent seconds to hours later, then everything in delivery order."""
+def _with_retries(events: list[dict], delivered_ms: np.ndarray, rng: np.random.Generator) -> list[tuple[int, dict]]:
+    """Exact copies of some events, resent seconds to hours later, then everything in delivery
+    order, each with the time Amplitude delivers it."""
     retried = np.flatnonzero(rng.random(len(events)) < DUPLICATE_RATE)
     soon = rng.random(len(retried)) < 0.5
     seconds, hours = (rng.integers(low, high, len(retried)) for low, high in RETRY_DELAY_MS)
@@ -625,13 +626,15 @@ def _with_retries(events: list[dict], delivered_ms: np.ndarray, rng: np.random.G
     everything = events + [orjson.loads(orjson.dumps(events[i])) for i in retried]
     when = np.concatenate([delivered_ms, delivered_ms[retried] + delay])
     order = np.lexsort((np.arange(len(everything)), when))
-    return [everything[i] for i in order]
+    return [(int(when[i]), everything[i]) for i in order]
 
 
-def generate_events(
+def generate_deliveries(
     n_users: int = 300, n_items: int = 1500, days: int = 14, seed: int = 7, end_ms: int | None = None
-) -> list[dict]:
-    """Amplitude export events of `days` days ending at end_ms, in the order a webhook would get them."""
+) -> list[tuple[int, dict]]:
+    """(delivery time in epoch ms, event) for Amplitude export events of `days` days ending at
+    end_ms, in the order a webhook would get them. Late batches and retries are delivered after
+    end_ms too, as they would be."""
     if n_users < 1 or n_items < MIN_ITEMS or days < 1 or seed < 0:
         raise ValueError(f"need n_users >= 1, n_items >= {MIN_ITEMS}, days >= 1, seed >= 0")
     end_ms = DEFAULT_END_MS if end_ms is None else int(end_ms)
@@ -644,6 +647,13 @@ def generate_events(
     _vary_case(events, quirks)
     _break_a_few(events, quirks)
     return _with_retries(events, delivered_ms, quirks)
+
+
+def generate_events(
+    n_users: int = 300, n_items: int = 1500, days: int = 14, seed: int = 7, end_ms: int | None = None
+) -> list[dict]:
+    """Amplitude export events of `days` days ending at end_ms, in the order a webhook would get them."""
+    return [event for _, event in generate_deliveries(n_users, n_items, days, seed, end_ms)]
 
 
 def write_ndjson_gz(events: Iterable[dict], path: str | os.PathLike[str], chunk: int = 10_000) -> Path:

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from amp_personalize.assets.partitions import START
 from amp_personalize.assets.raw_events import is_due
 from amp_personalize.lake.store import lake as lake_store
 from amp_personalize.landing.source import S3Landing, landing_source
-from amp_personalize.sensors.plan import WindowPlan, plan_now
+from amp_personalize.sensors.plan import WindowPlan, plan_now, planning_start
 from amp_personalize.sensors.shipped import late_candidates, plan_shipped_windows, record_checked
 from amp_personalize.settings import Settings
 
@@ -45,13 +46,13 @@ def windows_due(
         return rebuild or is_due(source, lake, window, built, settings.window_minutes, settings.dedupe_lookback_hours)
 
     if not isinstance(source, S3Landing):
-        plan = plan_now(settings, watermark=watermark, include_open=include_open)
+        plan = plan_now(settings, START, watermark=watermark, include_open=include_open)
         return DueWindows(plan, [w for w in plan.ready if due(w)])
     volumes = source.volumes()  # before the windows are listed (see sensors.shipped)
     plan = plan_shipped_windows(
         source, volumes, int(time.time() * 1000), settings.window_minutes, settings.grace_seconds,
         settings.volume_dead_after_seconds, watermark=watermark, shipped_before_ms=shipped_before_ms,
-        partitions_start_ms=settings.partitions_start_ms,
+        partitions_start_ms=planning_start(settings, START).ms,
     )
     late_from, progress = late_candidates(instance, volumes, settings.window_minutes)
     ready = [w for w in plan.ready if due(w)]

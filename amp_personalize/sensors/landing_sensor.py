@@ -38,17 +38,37 @@ def run_key(window: str, runs: WindowRuns) -> str:
 CURSOR_VERSION = 2
 
 
-@dg.sensor(job=window_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def cursor(watermark: str | None, status: str) -> str:
+    """The sensor's state, as the UI shows it on the sensor's page without opening a tick:
+    `status` says in words what it did or waits for, and when; the watermark is the window the
+    next tick lists landing folders after."""
+    now = utc_time(int(time.time() * 1000))
+    return json.dumps({"status": f"{now}: {status}", "watermark": watermark, "v": CURSOR_VERSION})
+
+
+@dg.sensor(
+    job=window_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "One process_window run per closed, sealed landing window, oldest first. What it waits for "
+        "(a window still open, one being processed, a failed one's retry time) is its cursor's status."
+    ),
+)
 def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.SensorResult | dg.SkipReason:
     """Requests the window job for the oldest landing window that is closed, sealed, past grace
-    and not built yet (or built before a segment it did not read, or missing a file)."""
+    and not built yet (or built before a segment it did not read, or missing a file).
+
+    Its cursor's `status` says what it waits for (a window open until when, one still being
+    processed, a failed one's retry time) or which window it requested, as of its last tick.
+    """
+    previous = json.loads(context.cursor) if context.cursor else {}
+    watermark = previous.get("watermark") if previous.get("v") == CURSOR_VERSION else None
     busy = run_in_flight(context.instance, window_job.name)
-    if busy is not None:  # the cursor stays: what is ready now is still ready next tick
+    if busy is not None:  # the watermark stays: what is ready now is still ready next tick
         why = f"window {busy.tags.get('dagster/partition', '?')} is still being processed; windows run one at a time, oldest first"
-        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=context.cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor(watermark, why))
     settings = amp.settings()
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    watermark = cursor.get("watermark") if cursor.get("v") == CURSOR_VERSION else None
     # Windows `amp-personalize process` (or an earlier daemon, with the cursor lost) already built
     # and that nothing has changed since are passed over, not built again; with the landing on
     # S3, built windows a late volume shipped to come first.
@@ -61,25 +81,25 @@ def landing_sensor(context: dg.SensorEvaluationContext, amp: AmpResource) -> dg.
         why = "; ".join(reason for _, reason in plan.waiting) or "no new landing windows"
         if plan.ready:
             why = f"{len(plan.ready)} ready window(s) ({plan.ready[0]} to {plan.ready[-1]}) were built already; {why}"
-        new_cursor = json.dumps({"watermark": plan.watermark, "v": CURSOR_VERSION}) if plan.watermark else context.cursor
-        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=new_cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor(plan.watermark or watermark, why))
     oldest = ready[0]
     # The watermark never passes a window that is not built: one whose run fails is the oldest
     # ready window again next tick, and no later one is requested before it is built (a later
     # window built first would keep its copies of the Amplitude retries that crossed the edge,
     # and the failed one its originals).
     just_before = window_key(window_start_ms(oldest) - 60_000)
-    state = json.dumps({"watermark": max(filter(None, [watermark, just_before])), "v": CURSOR_VERSION})
+    kept = max(filter(None, [watermark, just_before]))
     runs = window_runs(context.instance, window_job.name, oldest)
     if time.time() < runs.retry_at:
         why = (
             f"window {oldest} failed (run {runs.latest.dagster_run.run_id}, {runs.failures} time(s) in a row); "
             f"it is tried again at {utc_time(int(runs.retry_at * 1000))}, and later windows wait for it (windows run oldest first)"
         )
-        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=state)
+        return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor(kept, why))
+    key = run_key(oldest, runs)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key(oldest, runs), partition_key=oldest, tags=host_tags())],
-        cursor=state,
+        run_requests=[dg.RunRequest(run_key=key, partition_key=oldest, tags=host_tags())],
+        cursor=cursor(kept, f"requested window {oldest} (run key {key})"),
     )
 
 

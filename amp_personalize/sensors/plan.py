@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from amp_personalize.assets.partitions import PartitionsStart
 from amp_personalize.events.windows import window_start_ms
 from amp_personalize.landing.segments import (
     landing_windows,
@@ -41,6 +42,7 @@ def plan_windows(
     watermark: str | None = None,
     include_open: bool = False,
     partitions_start_ms: int | None = None,
+    partitions_start_source: str = "AMP_PARTITIONS_START",
 ) -> WindowPlan:
     """Windows after `watermark`, oldest first, that are closed, past the grace period and sealed.
 
@@ -89,10 +91,14 @@ def plan_windows(
         if now_ms >= settled:
             plan.watermark = window
     if before_start:
+        if partitions_start_source == "AMP_PARTITIONS_START":
+            fix = "with an earlier AMP_PARTITIONS_START"
+        else:  # older windows turned up after the code location loaded: its next load starts with them
+            fix = "after the code location is reloaded (Deployment > Reload in the UI, or restart `make up`)"
         plan.waiting.insert(0, (before_start[0], (
-            f"{len(before_start)} landing window(s) ({_span(before_start)}) begin before AMP_PARTITIONS_START "
-            f"({utc_time(partitions_start_ms)}), so they have no partition and are not processed; "
-            "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up (the sensor has moved past them)"
+            f"{len(before_start)} landing window(s) ({_span(before_start)}) begin before the first partition "
+            f"({utc_time(partitions_start_ms)}, from {partitions_start_source}), so they have no partition and are not "
+            f"processed; {fix}, `amp-personalize process` picks them up (the sensor has moved past them)"
         )))
     if other_width:
         plan.waiting.insert(0, (other_width[0], (
@@ -108,8 +114,19 @@ def _span(windows: list[str]) -> str:
     return windows[0] if len(windows) == 1 else f"{windows[0]} to {windows[-1]}"
 
 
-def plan_now(settings: Settings, watermark: str | None = None, include_open: bool = False) -> WindowPlan:
-    """plan_windows for these settings at the current time."""
+def planning_start(settings: Settings, start: PartitionsStart) -> PartitionsStart:
+    """`start`, the loaded definition's (assets/partitions.py START), so every window planned is
+    one of its partitions; or the settings' AMP_PARTITIONS_START where that is later (a resource
+    configured apart from the environment the definition was loaded from)."""
+    configured = settings.partitions_start_ms
+    return PartitionsStart(configured, "AMP_PARTITIONS_START") if configured is not None and configured > start.ms else start
+
+
+def plan_now(
+    settings: Settings, start: PartitionsStart, watermark: str | None = None, include_open: bool = False
+) -> WindowPlan:
+    """plan_windows for these settings at the current time, for partitions from `start` (see planning_start)."""
+    start = planning_start(settings, start)
     return plan_windows(
         settings.landing_dir,
         settings.quarantine_dir,
@@ -118,5 +135,6 @@ def plan_now(settings: Settings, watermark: str | None = None, include_open: boo
         grace_seconds=settings.grace_seconds,
         watermark=watermark,
         include_open=include_open,
-        partitions_start_ms=settings.partitions_start_ms,
+        partitions_start_ms=start.ms,
+        partitions_start_source=start.source,
     )

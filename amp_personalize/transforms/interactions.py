@@ -77,6 +77,10 @@ def impressions(raw: pl.DataFrame, weights: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# Why an event is not ML-relevant, in the order skip_reasons tests them (first reason wins).
+SKIP_REASONS = ("user_payload", "unweighted_type", "no_user_id", "no_items_shown", "no_item_id")
+
+
 def skip_reasons(raw: pl.DataFrame, weights: pl.DataFrame) -> dict[str, int]:
     """Why each skipped event was skipped, first reason wins; the UI's 'processed vs skipped'.
 

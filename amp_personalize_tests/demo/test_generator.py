@@ -167,3 +167,13 @@ def test_taste_is_one_or_two_topics_per_user():
     assert len(taste.user_topics) == 50 and len(taste.item_topic) == 200
     assert all(1 <= len(topics) <= 2 for topics in taste.user_topics.values())
     assert set(taste.item_type.values()) == {"paper", "post", "fundraiser"}
+
+
+def test_each_event_comes_with_its_delivery_time_in_delivery_order(events):
+    from amp_personalize.demo.generator import generate_deliveries
+
+    deliveries = generate_deliveries(**SIZE)
+    assert [event for _, event in deliveries] == events
+    times = [when for when, _ in deliveries]
+    assert times == sorted(times)
+    assert all(when >= event_time_ms(event) for when, event in deliveries if "time" in event)

@@ -142,17 +142,74 @@ def test_raw_events_dedupes_within_and_across_windows(lake):
     assert w1_meta["malformed_lines_dropped"].value == 1
     assert w1_meta["duplicates_in_window"].value == 1
     assert w1_meta["user_payloads"].value == 1
+    assert w1_meta["duplicates_share"].value == round(1 / 12, 4)  # one retry of 12 landed lines
 
 
-def test_interactions_metadata_explains_what_was_skipped(lake):
+def window_metadata(instance, asset: str, window: str) -> dict:
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+    return next(r.asset_materialization.metadata for r in records if r.asset_materialization.partition == window)
+
+
+def test_interactions_metadata_explains_what_was_skipped_in_numbers_that_plot(lake):
+    """Issue 16: the skip reasons were one JSON blob, which the UI cannot plot over windows."""
     _, instance = lake
-    records = instance.fetch_materializations(dg.AssetKey("interactions"), limit=10).records
-    meta = next(r.asset_materialization.metadata for r in records if r.asset_materialization.partition == W1)
+    meta = window_metadata(instance, "interactions", W1)
     assert meta["processed"].value == 5  # a1, a2, b1 and the impressions a3, a8
-    assert meta["skipped_by_reason"].value == {
-        "no_item_id": 1, "no_items_shown": 2, "no_user_id": 1, "unweighted_type": 1, "user_payload": 1,
+    assert meta["skipped_share"].value == round(6 / 11, 4)  # volume-free: plots the same at any traffic
+    skipped = {k: v for k, v in meta.items() if k.startswith("skipped_") and k != "skipped_share"}
+    assert {k: v.value for k, v in skipped.items()} == {
+        "skipped_no_item_id": 1, "skipped_no_items_shown": 2, "skipped_no_user_id": 1, "skipped_unweighted_type": 1, "skipped_user_payload": 1,
     }
-    assert meta["weight_distribution"].value["flag"]["rows"] == 1
+    assert all(isinstance(v, dg.IntMetadataValue) for v in skipped.values())
+    assert meta["events_flag"].value == 1 and meta["events_click"].value == 1 and meta["events_upvote"].value == 1
+    # Every reason and every weighted type in every window, 0 when absent, so each series has a point per window.
+    w2 = window_metadata(instance, "interactions", W2)
+    assert w2["skipped_no_user_id"].value == 0 and w2["events_flag"].value == 0 and w2["events_hide"].value == 1
+    assert "| event_type | rows | weight | total_weight |" in meta["weight_distribution"].value
+
+
+def test_window_assets_say_their_partitions_rows_where_they_are_and_show_a_table(lake):
+    """Issue 16: each window reported dagster/row_count (the UI's whole-table count) and a preview
+    that polars had wrapped to a terminal's width (the header as several lines of fragments)."""
+    data, instance = lake
+    meta = window_metadata(instance, "raw_events", W1)
+    assert meta["dagster/partition_row_count"].value == 11 and "dagster/row_count" not in meta
+    assert meta["dagster/uri"].value == str(partition_path(data / "lake", "raw_events", W1).resolve())
+    lines = meta["preview"].value.splitlines()
+    assert lines[0] == "| " + " | ".join(read(data, "raw_events", W1).columns) + " |"  # one header row
+    assert lines[1] == "|" + "---|" * 14
+    assert len(lines) == 2 + 5 and all(line.startswith("| ") and line.count(" | ") == 13 for line in lines[2:])
+    scores = instance.get_latest_materialization_event(dg.AssetKey("user_item_scores")).asset_materialization.metadata
+    assert scores["dagster/row_count"].value == 4
+
+
+def declared_columns(dataset: str) -> list[tuple[str, str]]:
+    """The columns the Dagster UI shows for a dataset (its definition's dagster/column_schema)."""
+    from amp_personalize.definitions import defs
+
+    key = dg.AssetKey(dataset)
+    schema = defs.resolve_assets_def(key).metadata_by_key[key]["dagster/column_schema"]
+    return [(c.name, c.type) for c in schema.columns]
+
+
+def view_columns(data, dataset: str) -> list[tuple[str, str]]:
+    """The columns of the duckdb view the definition names in dagster/table_name, as duckdb describes them."""
+    from amp_personalize.definitions import defs
+
+    key = dg.AssetKey(dataset)
+    catalog, schema, view = defs.resolve_assets_def(key).metadata_by_key[key]["dagster/table_name"].split(".")
+    assert (data / f"{catalog}.duckdb").exists() and schema == "main"
+    import duckdb
+
+    with duckdb.connect(str(data / f"{catalog}.duckdb"), read_only=True) as con:
+        return [(row[0], row[1]) for row in con.sql(f"DESCRIBE {catalog}.{schema}.{view}").fetchall()]
+
+
+def test_the_columns_the_ui_shows_are_the_duckdb_views(lake):
+    """Issue 16: no dataset had a dagster/column_schema or dagster/table_name."""
+    data, _ = lake
+    for dataset in ("raw_events", "interactions", "impressions", "user_item_scores"):
+        assert declared_columns(dataset) == view_columns(data, dataset), dataset
 
 
 def test_readme_queries_answer_from_the_warehouse(lake):

@@ -72,6 +72,14 @@ def trained(tmp_path_factory):
         yield data, amp, instance, result
 
 
+def test_the_columns_the_ui_shows_are_the_cache_views(trained):
+    from amp_personalize_tests.pipeline.test_datasets import declared_columns, view_columns
+
+    data = trained[0]
+    for dataset in ("recommendations", "similar_items"):
+        assert declared_columns(dataset) == view_columns(data, dataset), dataset
+
+
 def test_a_versioned_model_with_offline_metrics_side_by_side(trained):
     data, _, _, result = trained
     version = latest_version(data / "models")
@@ -79,6 +87,9 @@ def test_a_versioned_model_with_offline_metrics_side_by_side(trained):
     meta = result.asset_materializations_for_node("recommender_model")[0].metadata
     assert meta["version"].value == version
     assert "| normalized_discounted_cumulative_gain_at_10 |" in meta["offline_metrics"].value
+    # Each metric on its own as well, a number that plots across model versions.
+    assert isinstance(meta["normalized_discounted_cumulative_gain_at_10"], dg.FloatMetadataValue)
+    assert meta["dagster/uri"].value == str((data / "models" / version).resolve())
     evaluations = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations[("recommender_model", "enough_training_data")]
     assert all(passed for (asset, _), passed in evaluations.items() if asset in ("recommendations", "similar_items"))

@@ -15,7 +15,7 @@ from dagster._core.events import EngineEventData
 from dagster._core.test_utils import create_run_for_test
 
 from amp_personalize.assets.interactions import impressions, interactions
-from amp_personalize.assets.partitions import window_partitions
+from amp_personalize.assets.partitions import partitions_start, window_partitions
 from amp_personalize.assets.raw_events import raw_events
 from amp_personalize.definitions import defs
 from amp_personalize.events.windows import window_key, window_of, window_start_ms
@@ -55,6 +55,11 @@ def built_then_tick(data, instance, window, cursor):
     return tick(data, instance, cursor=cursor)[0]
 
 
+def state(cursor: str) -> dict:
+    """What the next tick reads from a cursor: all of it but the words for people."""
+    return {k: v for k, v in json.loads(cursor).items() if k != "status"}
+
+
 def just_before(window: str) -> str:
     return window_key(window_start_ms(window) - 60_000)
 
@@ -85,19 +90,40 @@ def test_closed_windows_are_requested_once_and_the_open_one_waits(tmp_path, inst
     first, _ = tick(data, instance)
     assert [(r.run_key, r.partition_key) for r in first.run_requests] == [(f"window-{old}", old)]
     assert first.run_requests[0].tags["amp/host"] == socket.gethostname()  # where a pid of its means something
-    assert json.loads(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
+    assert state(first.cursor) == {"watermark": just_before(old), "v": 2}  # not past it until built
     result = built_then_tick(data, instance, old, first.cursor)
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"window-{previous}", previous)]
     result = built_then_tick(data, instance, previous, result.cursor)
     assert not result.run_requests
-    assert json.loads(result.cursor) == {"watermark": previous, "v": 2}
+    assert state(result.cursor) == {"watermark": previous, "v": 2}
 
     # A late segment lands in the still-open window: still not requested, and said why.
     write_segment(data, current, [CLICK], name="0000000000009-late-000001")
     again, _ = tick(data, instance, cursor=result.cursor)
     assert not again.run_requests
     assert f"window {current} is open until" in again.skip_reason.skip_message
-    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
+    assert state(again.cursor) == {"watermark": previous, "v": 2}
+
+
+def test_the_cursor_says_in_words_what_the_sensor_did_or_waits_for(tmp_path, instance, mid_hour):
+    """Issue 16: why it waits ("window ... is open until 04:00 UTC") was only inside a tick; the
+    cursor is what the UI shows on the sensor's page."""
+    data = tmp_path / "data"
+    previous, current = windows_back(1), windows_back(0)
+    write_segment(data, previous, [CLICK])
+    write_segment(data, current, [CLICK])
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+
+    first, _ = tick(data, instance)
+    assert json.loads(first.cursor)["status"].endswith(f"UTC: requested window {previous} (run key window-{previous})")
+    run = create_run_for_test(instance, job_name="process_window", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": previous})
+    busy, _ = tick(data, instance, cursor=first.cursor)
+    assert f"window {previous} is still being processed" in json.loads(busy.cursor)["status"]
+    instance.report_run_canceled(run)
+    build(data, instance, previous)
+    waiting, _ = tick(data, instance, cursor=busy.cursor)
+    status = json.loads(waiting.cursor)["status"]
+    assert status.startswith(today) and f"window {current} is open until {today} " in status
 
 
 def test_a_restart_from_the_saved_cursor_requests_nothing_twice(tmp_path, instance):
@@ -124,7 +150,7 @@ def test_a_window_still_being_written_holds_back_the_watermark(tmp_path, instanc
         result, _ = tick(data, instance)
         assert not result.run_requests
         assert "1 segment(s) still being written" in result.skip_reason.skip_message
-        assert result.cursor is None
+        assert state(result.cursor)["watermark"] is None
     finally:
         os.close(fd)
     # The holder died without sealing: the sensor seals it and both windows go, in order.
@@ -146,7 +172,7 @@ def test_a_segment_recovery_cannot_seal_is_named_with_the_reason(tmp_path, insta
     assert not result.run_requests
     assert json.loads(result.cursor)["watermark"] < blocked  # past the early window, not the blocked one
     message = result.skip_reason.skip_message
-    assert "begin before AMP_PARTITIONS_START" in message
+    assert "begin before the first partition (2025-01-01 00:00:00 UTC, from AMP_PARTITIONS_START)" in message
     assert f"recovery could not seal {crashed.name} (Not a directory)" in message
     (data / "quarantine").unlink()
     result, _ = tick(data, instance)
@@ -167,7 +193,7 @@ def test_no_window_is_requested_while_another_window_run_is_unfinished(tmp_path,
     waiting, _ = tick(data, instance, cursor=first.cursor)
     assert not waiting.run_requests
     assert f"window {first_window} is still being processed" in waiting.skip_reason.skip_message
-    assert waiting.cursor == first.cursor
+    assert state(waiting.cursor) == state(first.cursor)
 
     if status == dg.DagsterRunStatus.NOT_STARTED:
         # Deleted while queued: requested again (Dagster drops a request only while a run with its key exists).
@@ -329,10 +355,14 @@ def test_windows_before_the_partitions_start_are_passed_over_with_a_reason(tmp_p
     plan = plan_windows(data / "landing", data / "q", start + 10 * HOUR, 60, 30, partitions_start_ms=start)
     assert plan.ready == ["20250101T0200Z"] and plan.watermark == "20250101T0200Z"
     [(_, why)] = plan.waiting
-    assert why.startswith("2 landing window(s) (20250101T0000Z to 20250101T0100Z) begin before AMP_PARTITIONS_START (2025-01-01 02:00:00 UTC)")
+    assert why.startswith(
+        "2 landing window(s) (20250101T0000Z to 20250101T0100Z) begin before the first partition "
+        "(2025-01-01 02:00:00 UTC, from AMP_PARTITIONS_START)"
+    )
+    assert "with an earlier AMP_PARTITIONS_START, `amp-personalize process` picks them up" in why
 
     settings = replace(Settings.from_env({"AMP_PARTITIONS_START": "2025-01-01T02:00"}), data_dir=data)
-    assert plan_now(settings).ready == ["20250101T0200Z"]
+    assert plan_now(settings, partitions_start(settings)).ready == ["20250101T0200Z"]
     assert window_partitions(settings).get_first_partition_window().start.timestamp() * 1000 == start
 
 
@@ -376,7 +406,7 @@ def test_windows_already_built_by_process_are_passed_over_not_built_again(tmp_pa
     again, _ = tick(data, instance)  # a cursor lost as well: everything ready is built
     assert not again.run_requests
     assert again.skip_reason.skip_message.startswith(f"2 ready window(s) ({old} to {previous}) were built already")
-    assert json.loads(again.cursor) == {"watermark": previous, "v": 2}
+    assert state(again.cursor) == {"watermark": previous, "v": 2}
     write_segment(data, old, [CLICK], name="0000000000009-late-000001")  # a segment its build did not read
     assert requested(tick(data, instance)[0]) == [old]
 

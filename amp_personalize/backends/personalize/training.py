@@ -107,7 +107,7 @@ def import_missing(clients: Clients, settings: PersonalizeSettings, ledger: Ledg
         return ImportResult(None, None, 0)
     # Impressions are attached to the claimed rows only: after the first import that is a few.
     missing = attach_impressions(
-        interactions.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String))), impression_lists(data.impressions)
+        interactions.filter(pl.col("event_id").is_in(pl.Series(claimed, dtype=pl.String).implode())), impression_lists(data.impressions)
     )
     full = ledger.imports() == 0
     bucket, _, prefix = settings.s3_url.removeprefix("s3://").partition("/")
