@@ -17,12 +17,18 @@ from amp_personalize.settings import Settings
 
 # Window runs go one at a time (see landing_sensor), so a run whose worker died must not stay
 # STARTED for ever: with monitoring on, the daemon ends a run past its `dagster/max_runtime`.
-# Telemetry is off: this instance is the product's own, and with it on every first command
+# The pools (amp_windows, amp_personalize_push) keep one run of each going at a time, from the
+# sensors, the UI or a backfill alike, as deploy/dagster.yaml does. Telemetry is off: this
+# instance is the product's own, and with it on every first command
 # (`train`, `process`) opens with Dagster's telemetry notice.
 DEFAULT_INSTANCE_YAML = """\
 run_monitoring:
   enabled: true
   poll_interval_seconds: 60
+concurrency:
+  pools:
+    granularity: run
+    default_limit: 1
 telemetry:
   enabled: false
 """

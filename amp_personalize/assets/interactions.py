@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from amp_personalize.assets.partitions import WINDOWS
+from amp_personalize.assets.partitions import WINDOW_POOL, WINDOWS
 from amp_personalize.assets.publish import check_specs, markdown_table, publish
 from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.checks.rules import IMPRESSIONS, INTERACTIONS
@@ -39,6 +39,7 @@ def weight_distribution(summary: pl.DataFrame) -> dg.MetadataValue:
 
 @dg.asset(
     partitions_def=WINDOWS,
+    pool=WINDOW_POOL,
     deps=["raw_events"],
     check_specs=check_specs("interactions", INTERACTIONS),
     group_name="events",
@@ -84,6 +85,7 @@ def _per_type(weights: pl.DataFrame, by_type: pl.DataFrame) -> dict[str, int]:
 
 @dg.asset(
     partitions_def=WINDOWS,
+    pool=WINDOW_POOL,
     deps=["raw_events"],
     check_specs=check_specs("impressions", IMPRESSIONS),
     group_name="events",

@@ -117,3 +117,8 @@ def reads_every_window(asset: str) -> dg.AssetDep:
     mapping keeps the edge in the UI and costs one key.
     """
     return dg.AssetDep(asset, partition_mapping=dg.LastPartitionMapping())
+
+
+# The window assets' concurrency pool: with deploy/dagster.yaml's pools (run granularity, limit 1)
+# one window run at a time, whoever starts it (the landing sensor, the UI, a backfill).
+WINDOW_POOL = "amp_windows"

@@ -65,7 +65,10 @@ def _check_results(refused: list[tuple[str, str]], lag_p95: float | None) -> lis
     ]
 
 
-@dg.asset(group_name="personalize", kinds={"personalize"}, check_specs=CHECKS, owners=OWNERS, code_version=CODE_VERSION)
+# One push at a time across hosts: the ledger's lease refuses a second, and the pool (with
+# deploy/dagster.yaml's pools) keeps one from being started.
+@dg.asset(group_name="personalize", kinds={"personalize"}, check_specs=CHECKS, owners=OWNERS, code_version=CODE_VERSION,
+          pool="amp_personalize_push")
 def personalize_events(context: dg.AssetExecutionContext, amp: AmpResource, personalize: PersonalizeResource) -> dg.MaterializeResult:
     """The weighted interactions of every sealed segment not yet pushed, sent with PutEvents once each.
 

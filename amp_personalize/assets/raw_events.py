@@ -4,7 +4,7 @@ import dagster as dg
 import orjson
 import polars as pl
 
-from amp_personalize.assets.partitions import WINDOWS
+from amp_personalize.assets.partitions import WINDOW_POOL, WINDOWS
 from amp_personalize.assets.publish import check_specs, publish
 from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.checks.rules import RAW_EVENTS
@@ -143,6 +143,7 @@ def _files_missing(lake: Lake, window: str) -> bool:
 
 @dg.asset(
     partitions_def=WINDOWS,
+    pool=WINDOW_POOL,
     check_specs=check_specs("raw_events", RAW_EVENTS),
     group_name="events",
     kinds={"polars", "parquet", "duckdb"},
