@@ -17,6 +17,9 @@ from amp_personalize_tests.conftest import LiveReceiver
 class PutEventsEndpoint:
     def __init__(self) -> None:
         self.calls: list[dict] = []
+        # Called with (call number from 1, the call) once it is recorded, before the reply: a
+        # test kills the pushing process there, between PutEvents and the ledger's commit.
+        self.on_call = lambda number, call: None
         self._lock = threading.Lock()
         async def app(scope, receive, send) -> None:  # a coroutine function: uvicorn's ASGI 3 test
             await self._app(scope, receive, send)
@@ -37,8 +40,11 @@ class PutEventsEndpoint:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         if scope["method"] == "POST" and scope["path"] == "/events":
+            call = orjson.loads(body)
             with self._lock:
-                self.calls.append(orjson.loads(body))
+                self.calls.append(call)
+                number = len(self.calls)
+            self.on_call(number, call)
             status, reply = 200, b"{}"
         else:
             status, reply = 404, b'{"message": "not found"}'
