@@ -97,7 +97,9 @@ def test_two_process_runs_at_once_build_each_window_once(tmp_path, database_url,
         both = [subprocess.Popen(command, env={**env, "AMP_DATA_DIR": str(tmp_path / f"host{i}")}, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
         outputs = [p.communicate(timeout=300) for p in both]
-        assert [p.returncode for p in both] == [0, 0], outputs
+        for out, err in outputs:
+            print(out, err, sep="\n")  # shown in full if the test fails
+        assert [p.returncode for p in both] == [0, 0]
         assert any("another `amp-personalize process` is running" in err for _, err in outputs), outputs
         with dg.DagsterInstance.get() as instance:
             built = Counter(r.event_log_entry.dagster_event.partition for r in
