@@ -63,7 +63,8 @@ from amp_personalize.backends.local import model as model_module
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.local.matrix import build_matrices
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
-from amp_personalize.backends.local.similarity import cosine_top_k, ease
+from amp_personalize.backends.local.dlae import ease
+from amp_personalize.backends.local.similarity import cosine_top_k
 
 TARGET_SECONDS = 300.0
 TARGET_RSS_GIB = 6.0

@@ -38,17 +38,24 @@ def top(model: LocalModel, user: str, n: int = 3) -> list[str]:
     return model.recommend([user], n)["item_id"].to_list()
 
 
-def test_the_obvious_next_item_comes_first():
-    model = fit(interactions(TASTE), None, NOW)
-    assert model.algorithm == "ease"
+@pytest.mark.parametrize("algorithm", ["ease", "dlae"])
+def test_the_obvious_next_item_comes_first(algorithm):
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm=algorithm))
+    assert model.algorithm == algorithm
     assert top(model, "alice", 2) == ["p3", "p4"]
     assert model.recommend(["alice"], 2)["source"].to_list() == ["model", "model"]
 
 
 def test_item_item_path_agrees_on_the_obvious_answer():
-    model = fit(interactions(TASTE), None, NOW, LocalParams(ease_max_items=1))
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm="item_knn"))
     assert model.algorithm == "item_knn"
     assert top(model, "alice", 2) == ["p3", "p4"]
+
+
+def test_above_the_dense_limit_a_factorization_agrees_on_the_obvious_answer():
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm="dlae", ease_max_items=1, factors=4, als_iterations=30))
+    assert model.algorithm == "als"
+    assert top(model, "alice", 1) == ["p3"]
 
 
 def test_seen_items_are_excluded_by_default_and_can_be_kept():
