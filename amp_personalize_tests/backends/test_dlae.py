@@ -12,11 +12,14 @@ def data(seed: int = 0) -> sp.csr_matrix:
 
 
 def test_dlae_solves_its_penalized_least_squares():
-    """B minimizes ||X - XB||^2 + sum_j Lambda_j ||B_j.||^2: the gradient (X'X + Lambda) B - X'X is zero."""
+    """B minimizes ||X - XB||^2 + sum_j Lambda_j ||B_j.||^2 with Steck's dropout penalty
+    Lambda_j = l2 + p / (1 - p) * (X'X)_jj: the gradient (X'X + Lambda) B - X'X is zero."""
     x = data()
     g = gram(x)
-    lam = penalty(np.diag(g), 3.0, 0.25)
-    b = autoencoder(g, 3.0, 0.25, zero_diagonal=False).astype(np.float64)
+    l2, p = 3.0, 0.25
+    lam = l2 + p / (1 - p) * np.asarray(x.multiply(x).sum(axis=0)).ravel()
+    assert np.allclose(penalty(np.diag(g), l2, p), lam)
+    b = autoencoder(g, l2, p, zero_diagonal=False).astype(np.float64)
     assert np.allclose((g + np.diag(lam)) @ b, g, atol=1e-4)
     assert np.diag(b).max() > 0.05, "DLAE keeps a diagonal: no constraint forces it to zero"
 

@@ -97,7 +97,8 @@ def test_the_default_budget_is_set_by_the_first_fit(slow_fits):
 
 
 @pytest.mark.slow
-def test_the_same_data_and_seed_choose_the_same_way():
+def test_the_same_data_and_seed_choose_the_same_way(monkeypatch):
+    monkeypatch.setattr(selection, "MAX_VALIDATION_USERS", 40)  # so validation users are drawn at random
     data = tastes(drift=True, seed=3)
     first, again = (select(data, None, NOW, LocalParams(seed=5), budget_seconds=float("inf")) for _ in range(2))
     assert first.chosen() == again.chosen()

@@ -44,12 +44,12 @@ ALGORITHMS = (*DENSE_ALGORITHMS, "als", "item_knn", "popularity")
 class LocalParams:
     # "auto": DLAE up to ease_max_items, ALS above; selection.py replaces it with its choice.
     algorithm: str = "auto"
-    # Above this many items the dense inverse (items^3) costs more than it is worth. Measured
-    # on these 2 cores (benchmarks/scale.py --threshold-sweep, LU inverse): ~0.7 s at 2,000
-    # items, ~4 s at 4,000, ~22 s at 8,000; the Cholesky inverse now used halves that. Above
-    # it the selection chooses between ALS (als.py) and the item-item cosine.
-    ease_max_items: int = 4000
-    l2: float = 250.0
+    # Above this many items the dense inverse (items^3) costs more than it is worth: ~20 s and
+    # 330 MB of weights at 9,000 items on these 2 cores, and at MovieLens latest-small's 9,066
+    # items DLAE ranked clearly better than ALS (docs/recommender.md). Above it the selection
+    # chooses between ALS (als.py) and the item-item cosine.
+    ease_max_items: int = 10_000
+    l2: float = 100.0
     dropout: float = 0.25  # DLAE's dropout-style penalty p: each weight costs p / (1 - p) x its item's count
     weighting: str = "log1p"  # a pair's training value from its summed positive weight (matrix.pair_weight)
     factors: int = 64

@@ -39,9 +39,16 @@ from amp_personalize.backends.local.model import LocalModel, LocalParams, fit_ma
 K = 10  # NDCG@10: the issue's, Personalize's and the benchmark's headline metric
 VALIDATION_FRACTION = 0.1
 MAX_VALIDATION_USERS = 3000  # more users narrow the standard error but cost scoring time
-MIN_VALIDATION_USERS = 5  # below this a comparison is noise: the defaults are kept
+MIN_VALIDATION_USERS = 5  # below this not even the default is scored: it is served as it is
+# Below this many (user, window) pairs a difference between settings is noise (a standard error
+# of 0.05-0.07 NDCG@10 at 11 users, measured on MovieLens latest-small): only the default is
+# scored, against popularity.
+MIN_DECISION_SAMPLES = 50
 MIN_VALIDATION_SAMPLES = 500  # (user, window) pairs wanted before no earlier window is added
 MAX_FOLDS = 5  # windows at most: the newest half of the history
+# Above this many items a dense fit takes seconds to tens of seconds (items^3), once per window
+# and candidate: only the newest window is used, and ALS is tried beside the dense models.
+DENSE_FOLD_ITEMS = 4000
 MIN_BUDGET_SECONDS = 30.0
 # The budget beyond the first fit, as a multiple of that fit's seconds: training after the
 # selection fits twice more (the evaluation split, then all data), so selection stays within
@@ -51,12 +58,12 @@ BUDGET_PER_FIT = 1.0
 # The values tried in each step. The first is the default: a step keeps it unless another
 # value wins by more than one standard error (so on data too small or too noisy to tell, the
 # model is the default one). Defaults: features off (recency, negative pull, impression
-# penalty), and for the algorithm what the literature's defaults and the measurements in
-# docs/recommender.md agree on. Dense regularization is relative to the data: a multiple of the
-# mean diagonal of X'X, which grows with the number and weight of interactions per item.
-DENSE_FITS = (  # (algorithm, l2 / mean diag(X'X), dropout)
-    ("dlae", 1.0, 0.25), ("dlae", 0.25, 0.25), ("dlae", 4.0, 0.25), ("dlae", 1.0, 0.5),
-    ("ease", 4.0, 0.0), ("ease", 16.0, 0.0),
+# penalty); DLAE with Steck's dropout p = 0.25 and l2 = 100, ALS with 64 factors. Those
+# algorithm defaults were read off MovieLens-100k and latest-small measurements
+# (docs/recommender.md says which), so on those two datasets they are not untuned.
+DENSE_FITS = (  # (algorithm, l2, dropout)
+    ("dlae", 100.0, 0.25), ("dlae", 30.0, 0.25), ("dlae", 300.0, 0.25), ("dlae", 100.0, 0.5),
+    ("ease", 300.0, 0.0), ("ease", 1000.0, 0.0),
 )
 LARGE_FITS = (  # (algorithm, ALS regularization, ALS alpha)
     ("als", 1.0, 1.0), ("als", 0.1, 1.0), ("als", 10.0, 1.0), ("als", 1.0, 10.0), ("item_knn", 0.0, 0.0),
@@ -127,10 +134,12 @@ class Selection:
 
 def time_split(
     interactions: pl.DataFrame, impressions: pl.DataFrame | None, exclude_seen: bool = True,
-    start: float = 1 - VALIDATION_FRACTION, stop: float = 1.0, max_users: int = MAX_VALIDATION_USERS, seed: int = 42,
+    start: float = 1 - VALIDATION_FRACTION, stop: float = 1.0, max_users: int | None = None, seed: int = 42,
 ) -> ValidationSplit | None:
     """Train before a cutoff (the `start` quantile of event times), targets from it up to the
-    `stop` quantile; None when the data has no usable future there."""
+    `stop` quantile; None when the data has no usable future there. At most `max_users`
+    (default MAX_VALIDATION_USERS) users, drawn with `seed`."""
+    max_users = MAX_VALIDATION_USERS if max_users is None else max_users
     times = interactions["event_time"].sort()
     n = times.len()
     if n < 2:
@@ -164,12 +173,14 @@ def time_split(
 
 def time_folds(
     interactions: pl.DataFrame, impressions: pl.DataFrame | None, exclude_seen: bool = True, seed: int = 42,
-    min_samples: int = MIN_VALIDATION_SAMPLES, max_folds: int = MAX_FOLDS,
+    min_samples: int | None = None, max_folds: int | None = None,
 ) -> list[ValidationSplit]:
     """The newest window of VALIDATION_FRACTION of the events first, then earlier windows of the
     same width (each trained on everything before it) while fewer than `min_samples` (user,
     window) pairs have been found: where few users return across a cutoff (MovieLens users rate
     in one sitting), one window is too noisy to choose by, and earlier cutoffs are still futures."""
+    min_samples = MIN_VALIDATION_SAMPLES if min_samples is None else min_samples
+    max_folds = MAX_FOLDS if max_folds is None else max_folds
     folds: list[ValidationSplit] = []
     for k in range(max_folds):
         stop = 1.0 - k * VALIDATION_FRACTION
@@ -257,11 +268,6 @@ class _Search:
     def __init__(self, folds: list[ValidationSplit], base: LocalParams):
         self.folds = [_Fold(f, base) for f in folds]
 
-    def gram_scale(self, weighting: str) -> float:
-        """Mean diagonal of X'X on the newest window's training part: the scale dense l2 is relative to."""
-        positive = self.folds[0].matrices_for(weighting).positive
-        return float((positive.data.astype(np.float64) ** 2).sum() / max(positive.shape[1], 1))
-
     def needs_fit(self, params: LocalParams) -> bool:
         return any(_fit_key(params) not in f.models for f in self.folds)
 
@@ -291,14 +297,15 @@ def select(
     skipped and the values found so far are kept. `clock` is for tests.
     """
     started = clock()
-    folds = time_folds(interactions, impressions, base.exclude_seen, base.seed)
+    n_items = interactions["item_id"].n_unique()
+    dense = n_items <= base.ease_max_items
+    costly = dense and n_items > DENSE_FOLD_ITEMS
+    folds = time_folds(interactions, impressions, base.exclude_seen, base.seed, max_folds=1 if costly else None)
     samples = sum(len(f.users) for f in folds)
     if samples < MIN_VALIDATION_USERS:
         return Selection(base, True, f"no selection: {samples} validation users (at least {MIN_VALIDATION_USERS} needed); defaults kept",
                          validation={"users": samples}, seconds=clock() - started)
     search = _Search(folds, base)
-    n_items = interactions["item_id"].n_unique()
-    dense = n_items <= base.ease_max_items
     current: Trial | None = None
     start = replace(base, history_half_life=0.0, negative_pull=0.0, impression_penalty=0.0, weighting="log1p")
     trials: list[Trial] = []
@@ -311,7 +318,7 @@ def select(
             trials.append(trial)
             return
         is_fit = search.needs_fit(trial.params)
-        estimate = _estimate(trials, True) if is_fit else search.scoring_seconds()
+        estimate = _estimate(trials, trial.params.algorithm) if is_fit else search.scoring_seconds()
         if budget is not None and clock() - started + estimate > budget:
             trial.skipped = "budget"
             trials.append(trial)
@@ -338,16 +345,20 @@ def select(
 
     popularity = search.score_popularity()  # the bar a model must clear to be served
     if dense:
-        scale = search.gram_scale(start.weighting)
-        fits = [(f"{a} l2={m:g}x{scale:.3g}" + (f" dropout={p:g}" if a == "dlae" else ""),
-                 replace(start, algorithm=a, l2=round(m * scale, 4), dropout=p if a == "dlae" else start.dropout))
-                for a, m, p in DENSE_FITS]
+        fits = [(f"{a} l2={l2:g}" + (f" dropout={p:g}" if a == "dlae" else ""),
+                 replace(start, algorithm=a, l2=l2, dropout=p if a == "dlae" else start.dropout))
+                for a, l2, p in DENSE_FITS]
+        if costly:  # ALS costs a fraction of a dense fit here: worth a look
+            a, r, al = LARGE_FITS[0]
+            fits.insert(1, (f"als reg={r:g} alpha={al:g}", replace(start, algorithm=a, als_regularization=r, als_alpha=al)))
     else:
         fits = [(a if a == "item_knn" else f"als reg={r:g} alpha={al:g}",
                  replace(start, algorithm=a, **({} if a == "item_knn" else {"als_regularization": r, "als_alpha": al})))
                 for a, r, al in LARGE_FITS]
+    if samples < MIN_DECISION_SAMPLES:
+        fits = fits[:1]
     step("algorithm", fits)
-    if current is not None:
+    if current is not None and samples >= MIN_DECISION_SAMPLES:
         p = current.params
         step("weighting", [(w, replace(p, weighting=w)) for w in WEIGHTINGS])
         if current.params.algorithm != "als":  # ALS scores from user factors: no history to weigh
@@ -379,9 +390,11 @@ def _fit_key(params: LocalParams) -> tuple:
     return (params.algorithm, params.l2, params.dropout, params.factors, params.als_regularization, params.als_alpha, params.weighting)
 
 
-def _estimate(trials: list[Trial], is_fit: bool) -> float:
-    """Seconds the next fit may take: the slowest fit so far."""
-    return max((t.seconds for t in trials if t.ndcg is not None and t.fit), default=0.0)
+def _estimate(trials: list[Trial], algorithm: str) -> float:
+    """Seconds the next fit may take: the slowest fit of its algorithm so far, else of any."""
+    fits = [t for t in trials if t.ndcg is not None and t.fit]
+    same = [t.seconds for t in fits if t.params.algorithm == algorithm]
+    return max(same or [t.seconds for t in fits] or [0.0])
 
 
 def _simplest_within_se(trials: list[Trial]) -> Trial:
