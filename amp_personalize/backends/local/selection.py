@@ -49,11 +49,12 @@ MAX_FOLDS = 5  # windows at most: the newest half of the history
 # Above this many items a dense fit takes seconds to tens of seconds (items^3), once per window
 # and candidate: only the newest window is used, and ALS is tried beside the dense models.
 DENSE_FOLD_ITEMS = 4000
-MIN_BUDGET_SECONDS = 30.0
+MIN_BUDGET_SECONDS = 20.0
 # The budget beyond the first fit, as a multiple of that fit's seconds: training after the
-# selection fits twice more (the evaluation split, then all data), so selection stays within
-# about a third of a training (benchmarks/scale.py measures it).
-BUDGET_PER_FIT = 1.0
+# selection fits twice more (the evaluation split, then all data, plus the similar items), so
+# this keeps the selection within a third of a training (benchmarks/scale.py measures it: at
+# 1.0 it took 35% at 20,000 items).
+BUDGET_PER_FIT = 0.5
 
 # The values tried in each step. The first is the default: a step keeps it unless another
 # value wins by more than one standard error (so on data too small or too noisy to tell, the
@@ -65,7 +66,7 @@ DENSE_FITS = (  # (algorithm, l2, dropout)
     ("dlae", 100.0, 0.25), ("dlae", 30.0, 0.25), ("dlae", 300.0, 0.25), ("dlae", 100.0, 0.5),
     ("ease", 300.0, 0.0), ("ease", 1000.0, 0.0),
 )
-LARGE_FITS = (  # (algorithm, ALS regularization, ALS alpha)
+LARGE_FITS = (  # (algorithm, ALS regularization, ALS alpha); the first is LocalParams' default
     ("als", 1.0, 1.0), ("als", 0.1, 1.0), ("als", 10.0, 1.0), ("als", 1.0, 10.0), ("item_knn", 0.0, 0.0),
 )
 WEIGHTINGS = ("log1p", "binary", "linear")
