@@ -49,12 +49,15 @@ MAX_FOLDS = 5  # windows at most: the newest half of the history
 # Above this many items a dense fit takes seconds to tens of seconds (items^3), once per window
 # and candidate: only the newest window is used, and ALS is tried beside the dense models.
 DENSE_FOLD_ITEMS = 4000
-MIN_BUDGET_SECONDS = 20.0
+MIN_BUDGET_SECONDS = 10.0
 # The budget beyond the first fit, as a multiple of that fit's seconds: training after the
 # selection fits twice more (the evaluation split, then all data, plus the similar items), so
 # this keeps the selection within a third of a training (benchmarks/scale.py measures it: at
-# 1.0 it took 35% at 20,000 items).
+# 1.0, or with a 20 s floor, it took 35-38% at 20,000 items).
 BUDGET_PER_FIT = 0.5
+# Scoring-only candidates (recency, negative pull, impression penalty) cost a fraction of a fit:
+# a fit is not started if it would leave less than this many scorings' time in the budget.
+SCORING_RESERVE = 10
 
 # The values tried in each step. The first is the default: a step keeps it unless another
 # value wins by more than one standard error (so on data too small or too noisy to tell, the
@@ -237,7 +240,10 @@ class _Fold:
         """The weights depend on algorithm, regularization and weighting only: refit just for those."""
         key = _fit_key(params)
         if key not in self.models:
-            model = fit_matrices(self.matrices_for(params.weighting), params, with_similar=False)
+            # ALS candidates are compared after half the iterations, which keeps the selection
+            # within its share of a training at 20,000 items; the chosen model gets all of them.
+            fitting = replace(params, als_iterations=max(4, params.als_iterations // 2)) if params.algorithm == "als" else params
+            model = fit_matrices(self.matrices_for(params.weighting), fitting, with_similar=False)
             model.popularity = self.popularity
             # The two latest fits stay: a step compares against the one before it (a dense
             # model is 64 MB at 4,000 items).
@@ -319,7 +325,9 @@ def select(
             trials.append(trial)
             return
         is_fit = search.needs_fit(trial.params)
-        estimate = _estimate(trials, trial.params.algorithm) if is_fit else search.scoring_seconds()
+        estimate = search.scoring_seconds()
+        if is_fit:  # and leave room for the cheap steps that follow
+            estimate = _estimate(trials, trial.params.algorithm) + (SCORING_RESERVE * estimate if trial.params.algorithm != "als" else 0.0)
         if budget is not None and clock() - started + estimate > budget:
             trial.skipped = "budget"
             trials.append(trial)
