@@ -25,6 +25,8 @@ orders. Targets: the product at least the best baseline's ratio on every dataset
 
     .venv/bin/python benchmarks/quality.py [--dataset all|movielens-100k|movielens-small]
                                            [--tie-orders 3] [--baselines EASE,DLAE,ALS]
+
+About 25 minutes on 2 cores, most of it the dense baselines' grids at latest-small's 9,066 items.
 """
 
 from __future__ import annotations

@@ -8,17 +8,19 @@ its hyperparameters at training time.
 
 The validation split follows how the model is used: it predicts what users do after the
 training data ends. Everything before a cutoff time (the newest `VALIDATION_FRACTION` of
-interactions start there) trains; a user's positive interactions from the cutoff on are the
-targets. A split that holds out each user's own newest events instead flatters recency
-weighting, because those targets sit closer in time to the user's history than real future
-events do. Coverage follows the evaluation split's rules: a validation user has at least one
-interaction before the cutoff (something to recommend from) and one after (something to hit).
+interactions start there) trains; a user's positive interactions in the window after it are the
+targets. Where that window has few users, earlier windows of the same width are added, each
+trained on what came before it (time_folds). A split that holds out each user's own newest
+events instead flatters recency weighting, because those targets sit closer in time to the
+user's history than real future events do. Coverage follows the evaluation split's rules: a
+validation user has at least one interaction before the cutoff (something to recommend from)
+and one after (something to hit).
 
 The search is coordinate-wise: one setting at a time, in order of how much it mattered on the
-public datasets measured (docs/recommender.md), each step keeping the best value found. Within a
-step the simpler value is kept unless a richer one wins by more than the standard error of the
-per-user differences (the one-standard-error rule): validation sets are small and a noisy win
-must not add a feature. A model that does not beat popularity on validation is not served.
+public datasets measured (docs/recommender.md). Within a step the default (simplest) value is
+kept unless another wins by more than the standard error of the per-user differences (the
+one-standard-error rule): validation sets are small, and a noisy win must not add a feature or
+move a setting. A model that does not beat popularity on validation is not served.
 """
 
 from __future__ import annotations
@@ -299,9 +301,10 @@ def select(
 ) -> Selection:
     """The configuration to train with, chosen on a time-based validation split of this data.
 
-    `budget_seconds` caps the search (default: MIN_BUDGET_SECONDS, or BUDGET_PER_FIT times the
-    first fit's seconds beyond that fit, whichever is more); a step that would overrun it is
-    skipped and the values found so far are kept. `clock` is for tests.
+    `budget_seconds` caps the search (default: MIN_BUDGET_SECONDS, or 1 + BUDGET_PER_FIT times
+    what the selection took up to the end of its first candidate, whichever is more); a
+    candidate that would overrun it is skipped and the values found so far are kept. `clock` is
+    for tests.
     """
     started = clock()
     n_items = interactions["item_id"].n_unique()
