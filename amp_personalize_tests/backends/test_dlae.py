@@ -40,3 +40,14 @@ def test_the_gram_matrix_is_not_changed():
     before = g.copy()
     autoencoder(g, 1.0, 0.5, zero_diagonal=False)
     assert np.array_equal(g, before)
+
+
+def test_large_catalogs_match_a_plain_inverse():
+    """Above 1,024 items the in-place inverse is mirrored block by block: it must still be the inverse."""
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix((rng.random((2000, 1100)) < 0.02).astype(np.float64))
+    g = gram(x)
+    lam = penalty(np.diag(g), 5.0, 0.25)
+    inverse = np.linalg.inv(g + np.diag(lam))
+    expected = np.eye(len(g)) - inverse * lam[None, :]
+    assert np.allclose(autoencoder(g, 5.0, 0.25, zero_diagonal=False), expected, atol=1e-5)

@@ -283,7 +283,7 @@ def fit_matrices(matrices: Matrices, params: LocalParams, with_similar: bool = T
     user_factors = item_factors = None
     if algorithm in DENSE_ALGORITHMS:
         dropout = params.dropout if algorithm == "dlae" else 0.0
-        weights = autoencoder(gram(matrices.positive), params.l2, dropout, zero_diagonal=algorithm == "ease")
+        weights = autoencoder(gram(matrices.positive), params.l2, dropout, zero_diagonal=algorithm == "ease", overwrite=True)
     elif algorithm == "als":
         weights = _empty(n_items)
         user_factors, item_factors = als(
