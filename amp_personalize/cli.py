@@ -339,6 +339,8 @@ def train() -> None:
         f"model {meta['version']} ({meta['algorithm']}): {counts}, {meta['train_seconds']} s; "
         f"NDCG@10 {meta['ndcg_at_10']:.4f} vs popularity {meta['ndcg_at_10_popularity']:.4f}"
     )
+    if meta.get("served") is False:  # the selection found no model better than popularity
+        click.echo(f"serving the popular list instead of a model: {meta.get('selection_reason')}")
     if not ok:
         raise click.ClickException(f"refreshing the caches failed: {failed}; its logs are in the Dagster UI")
     if meta.get("caches_skipped"):

@@ -14,9 +14,11 @@ count, so CPU s above seconds means the step ran in parallel), the process's pea
 (ru_maxrss) after it and its RSS now:
 
   generate        the synthetic TrainingData (sorted like recommender.training_data)
-  evaluate        LocalBackend.evaluate: Personalize's split, a fit on its train part,
-                  scoring the test users, offline metrics for model and popularity
-  fit             the final fit on all interactions (and impressions)
+  select          LocalBackend.choose: the selection of the model's settings on time-based
+                  validation windows, within its time budget (selection.py)
+  evaluate        LocalBackend.evaluate with the chosen settings: Personalize's split, a fit on
+                  its train part, scoring the test users, offline metrics for model and popularity
+  fit             the final fit on all interactions (and impressions), with the chosen settings
   save            model.save + meta.json + LATEST, as LocalBackend.train does
   load            LocalModel.load, as the recommendations asset does (a fresh process would)
   recommend       25 items for every user (the recommendations cache)
@@ -25,14 +27,15 @@ count, so CPU s above seconds means the step ran in parallel), the process's pea
 Indented lines under a step break it down by the library functions it calls (timed by wrapping
 them in this process only), with the peak RSS when each last returned.
 
-The target: evaluate + fit + save + load + recommend (training plus the recommendations cache)
-within 5 minutes and peak RSS under 6 GiB on this 2-core machine. The last line says PASS or
+The target: select + evaluate + fit + save + load + recommend (training plus the
+recommendations cache) within 5 minutes and peak RSS under 6 GiB on this 2-core machine; and
+the selection at most a third of the training (select + evaluate + fit + save). The last line says PASS or
 FAIL; like benchmarks/quality.py a miss is not an error (exit status 0). Other work on the
 machine inflates the wall seconds, so the load average is printed at the start and the end.
 
 --threshold-sweep instead times EASE's closed form and the sparse top-k cosine against the
 number of items (default 1,000..8,000 on a 10,000-user, 1,000,000-interaction sample), with
-NDCG@10 on Personalize's split for both algorithms, to check LocalParams.ease_max_items.
+NDCG@10 on Personalize's split for EASE, ALS and the cosine, to check LocalParams.ease_max_items.
 
     .venv/bin/python benchmarks/scale.py [--users 50000] [--items 20000] [--interactions 5000000] [--seed 7]
                                          [--impressions 0] [--ease-max-items N] [--no-breakdown]
@@ -60,13 +63,16 @@ import polars as pl
 from amp_personalize.backends.base import TrainingData
 from amp_personalize.backends.local import backend as backend_module
 from amp_personalize.backends.local import model as model_module
+from amp_personalize.backends.local import selection as selection_module
 from amp_personalize.backends.local.backend import LocalBackend
 from amp_personalize.backends.local.matrix import build_matrices
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
-from amp_personalize.backends.local.similarity import cosine_top_k, ease
+from amp_personalize.backends.local.dlae import ease
+from amp_personalize.backends.local.similarity import cosine_top_k
 
 TARGET_SECONDS = 300.0
 TARGET_RSS_GIB = 6.0
+TARGET_SELECTION_SHARE = 1 / 3
 NUM_RESULTS = 25
 SIMILAR_PER_ITEM = 20
 AS_OF = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -224,8 +230,11 @@ def install_breakdown() -> Breakdown:
     for name in ("personalize_split", "relevant_items", "offline_metrics"):
         b.wrap(backend_module, name)
     # What fit() calls (looked up in the model module's namespace).
-    for name in ("build_matrices", "cosine_top_k", "ease", "time_decayed_popularity"):
+    for name in ("build_matrices", "cosine_top_k", "autoencoder", "als", "time_decayed_popularity"):
         b.wrap(model_module, name)
+    # What the selection calls on its validation windows (its fits run through the model module's).
+    for name in ("time_folds", "build_matrices", "time_decayed_popularity"):
+        b.wrap(selection_module, name, f"{name} (selection)")
     b.wrap_method(LocalModel, "recommend_rows")
     b.wrap_method(LocalModel, "popular_for_rows")
     return b
@@ -285,10 +294,18 @@ def scale(args: argparse.Namespace) -> int:
         key = "normalized_discounted_cumulative_gain_at_10"
         return f"NDCG@10 model {m[key]:.4f} vs popularity {p[key]:.4f}, test users {metrics['split']['test_users']:,}"
 
-    metrics = steps.run("evaluate", lambda: backend.evaluate(data), ndcg)
+    chosen = steps.run(
+        "select",
+        lambda: backend.choose(data),
+        lambda c: f"{c.chosen()['algorithm']} over {c.validation.get('samples', 0):,} (user, window) pairs, "
+        f"{sum(t.ndcg is not None and t.fit for t in c.trials)} fits, budget {c.budget_seconds:.0f} s; {c.reason}",
+    )
+    params = chosen.params
+    print(f"  chosen: {chosen.chosen()}", flush=True)
+    metrics = steps.run("evaluate", lambda: backend.evaluate(data, params), ndcg)
     model = steps.run(
         "fit",
-        lambda: fit(data.interactions, data.impressions, data.as_of, backend.params),
+        lambda: fit(data.interactions, data.impressions, data.as_of, params),
         lambda m: f"{m.algorithm}, {m.info['training_pairs']:,} training pairs",
     )
 
@@ -296,7 +313,7 @@ def scale(args: argparse.Namespace) -> int:
         models_dir = Path(tmp)
 
         def save(model: LocalModel = model) -> Path:
-            return backend.publish(model, metrics, data.as_of, models_dir).path  # as LocalBackend.train does
+            return backend.publish(model, metrics, data.as_of, models_dir, chosen).path  # as LocalBackend.train does
 
         directory = steps.run("save", save, lambda d: f"{sum(f.stat().st_size for f in d.iterdir()) / 2**20:,.0f} MiB on disk")
         del model
@@ -317,13 +334,16 @@ def scale(args: argparse.Namespace) -> int:
         lambda r: f"{r.height:,} rows for {r['item_id'].n_unique():,} items",
     )
 
-    counted = ("evaluate", "fit", "save", "load", "recommend")
+    counted = ("select", "evaluate", "fit", "save", "load", "recommend")
     total = sum(steps.seconds[s] for s in counted)
+    training = sum(steps.seconds[s] for s in ("select", "evaluate", "fit", "save"))
+    share = steps.seconds["select"] / training
     peak = peak_rss_gib()
-    ok = total <= TARGET_SECONDS and peak < TARGET_RSS_GIB
+    ok = total <= TARGET_SECONDS and peak < TARGET_RSS_GIB and share <= TARGET_SELECTION_SHARE
     print(
         f"target: {' + '.join(counted)} = {total:.1f} s (limit {TARGET_SECONDS:.0f} s), "
-        f"peak RSS {peak:.2f} GiB (limit {TARGET_RSS_GIB:.0f} GiB): {'PASS' if ok else 'FAIL'}"
+        f"peak RSS {peak:.2f} GiB (limit {TARGET_RSS_GIB:.0f} GiB), selection {steps.seconds['select']:.1f} s = "
+        f"{share:.0%} of training {training:.1f} s (limit {TARGET_SELECTION_SHARE:.0%}): {'PASS' if ok else 'FAIL'}"
         f"; load average now {os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -339,7 +359,7 @@ def threshold_sweep(args: argparse.Namespace) -> int:
     )
     print(
         f"{'items':>7}{'pairs':>11}{'cosine s':>10}{'ease s':>9}{'ease path s':>13}{'B MiB':>8}"
-        f"{'peak GiB':>10}{'ndcg ease':>11}{'ndcg knn':>10}{'ndcg pop':>10}",
+        f"{'peak GiB':>10}{'ndcg ease':>11}{'ndcg als':>10}{'ndcg knn':>10}{'ndcg pop':>10}",
         flush=True,
     )
     for n in sizes:
@@ -357,8 +377,8 @@ def threshold_sweep(args: argparse.Namespace) -> int:
         del weights
         quality = []
         if not args.no_quality:
-            for limit in (10**9, 0):  # EASE forced, then item-kNN forced
-                metrics = LocalBackend(LocalParams(ease_max_items=limit)).evaluate(data)
+            for algorithm in ("ease", "als", "item_knn"):  # each forced, at the default settings
+                metrics = LocalBackend(LocalParams(algorithm=algorithm, ease_max_items=10**9)).evaluate(data)
                 quality.append(metrics["model"]["normalized_discounted_cumulative_gain_at_10"])
             quality.append(metrics["popularity"]["normalized_discounted_cumulative_gain_at_10"])
         q = "".join(f"{x:>10.4f} " for x in quality).rstrip() if quality else ""

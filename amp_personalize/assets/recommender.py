@@ -10,6 +10,7 @@ import polars as pl
 
 from amp_personalize.assets.partitions import reads_every_window
 from amp_personalize.assets.publish import check_specs, publish
+from amp_personalize.assets.selection_report import selection_metadata, served
 from amp_personalize.assets.tables import CODE_VERSION, OWNERS, table_metadata
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.personalize.jobs import JobFailed
@@ -75,7 +76,8 @@ def metrics_table(metrics: dict) -> dg.MetadataValue:
                           description="Enough history before training starts: the local backend wants 10 interactions, 2 users and 2 items; "
                                       "Personalize refuses fewer than 1,000 positive interactions or 25 users with at least 2."),
         dg.AssetCheckSpec("beats_popularity", asset="recommender_model",
-                          description="NDCG@10 on Personalize's split beats the popularity baseline (a warning: tiny data is noisy)."),
+                          description="The model beat popularity on its selection's validation split (else the popular list is "
+                                      "served in its place) and NDCG@10 on Personalize's split (a warning: tiny data is noisy)."),
     ],
     group_name="recommendations",
     kinds={"numpy", "scipy"},
@@ -106,6 +108,7 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
     seconds = time.perf_counter() - started
     model_ndcg = trained.metrics.get("model", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
     pop_ndcg = trained.metrics.get("popularity", {}).get("normalized_discounted_cumulative_gain_at_10", 0.0)
+    model_served, why = served(trained.info)
     return dg.MaterializeResult(
         metadata={
             **counts,
@@ -120,14 +123,16 @@ def recommender_model(context: dg.AssetExecutionContext, amp: AmpResource, perso
             **{name: float(value) for name, value in trained.metrics.get("model", {}).items()},
             "offline_metrics": metrics_table(trained.metrics),
             "dagster/uri": str(trained.path.resolve()),
+            **selection_metadata(trained.info),
         },
         check_results=[
             dg.AssetCheckResult(check_name="enough_training_data", passed=True, metadata=counts),
             dg.AssetCheckResult(
                 check_name="beats_popularity",
-                passed=bool(model_ndcg > pop_ndcg),
+                passed=bool(model_served and model_ndcg > pop_ndcg),
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"ndcg_at_10": model_ndcg, "ndcg_at_10_popularity": pop_ndcg, **trained.metrics.get("split", {})},
+                metadata={"ndcg_at_10": model_ndcg, "ndcg_at_10_popularity": pop_ndcg, **trained.metrics.get("split", {}),
+                          **({"reason": why} if why else {})},
             ),
         ],
     )

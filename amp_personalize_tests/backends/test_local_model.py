@@ -38,17 +38,24 @@ def top(model: LocalModel, user: str, n: int = 3) -> list[str]:
     return model.recommend([user], n)["item_id"].to_list()
 
 
-def test_the_obvious_next_item_comes_first():
-    model = fit(interactions(TASTE), None, NOW)
-    assert model.algorithm == "ease"
+@pytest.mark.parametrize("algorithm", ["ease", "dlae"])
+def test_the_obvious_next_item_comes_first(algorithm):
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm=algorithm))
+    assert model.algorithm == algorithm
     assert top(model, "alice", 2) == ["p3", "p4"]
     assert model.recommend(["alice"], 2)["source"].to_list() == ["model", "model"]
 
 
 def test_item_item_path_agrees_on_the_obvious_answer():
-    model = fit(interactions(TASTE), None, NOW, LocalParams(ease_max_items=1))
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm="item_knn"))
     assert model.algorithm == "item_knn"
     assert top(model, "alice", 2) == ["p3", "p4"]
+
+
+def test_above_the_dense_limit_a_factorization_agrees_on_the_obvious_answer():
+    model = fit(interactions(TASTE), None, NOW, LocalParams(algorithm="dlae", ease_max_items=1, factors=4, als_iterations=30))
+    assert model.algorithm == "als"
+    assert top(model, "alice", 1) == ["p3"]
 
 
 def test_seen_items_are_excluded_by_default_and_can_be_kept():
@@ -59,10 +66,12 @@ def test_seen_items_are_excluded_by_default_and_can_be_kept():
 
 def test_a_flagged_item_is_never_recommended_and_pulls_its_neighbours_down():
     rows = TASTE + [("alice", "p3", -2.5)]  # alice flags the obvious next paper
-    model = fit(interactions(rows), None, NOW, LocalParams(exclude_seen=False))
+    pulling = LocalParams(exclude_seen=False, negative_pull=0.5)
+    model = fit(interactions(rows), None, NOW, pulling)
     recs = model.recommend(["alice"], 8)
     assert "p3" not in recs["item_id"].to_list()
-    plain = fit(interactions(TASTE), None, NOW, LocalParams(exclude_seen=False)).recommend(["alice"], 8)
+    assert "p3" not in fit(interactions(rows), None, NOW, LocalParams()).recommend(["alice"], 8)["item_id"].to_list(), "a veto without the pull"
+    plain = fit(interactions(TASTE), None, NOW, pulling).recommend(["alice"], 8)
     score = lambda df, item: df.filter(pl.col("item_id") == item)["score"][0]  # noqa: E731
     assert score(recs, "p4") < score(plain, "p4"), "p3's neighbour p4 should lose score after the flag"
 
@@ -71,11 +80,12 @@ def test_unclicked_impressions_nudge_but_never_outweigh_actions():
     shown = pl.DataFrame({"user_id": ["alice"] * 50, "item_id": ["p3"] * 50, "event_time": [NOW] * 50}).with_columns(
         pl.col("event_time").cast(pl.Datetime("ms", "UTC"))
     )
-    plain = fit(interactions(TASTE), None, NOW).recommend(["alice"], 2)
-    nudged = fit(interactions(TASTE), shown, NOW).recommend(["alice"], 2)
+    nudging = LocalParams(impression_penalty=0.02)
+    plain = fit(interactions(TASTE), None, NOW, nudging).recommend(["alice"], 2)
+    nudged = fit(interactions(TASTE), shown, NOW, nudging).recommend(["alice"], 2)
     p3 = lambda df: df.filter(pl.col("item_id") == "p3")["score"][0]  # noqa: E731
     assert p3(nudged) < p3(plain)
-    capped = LocalParams().impression_penalty * LocalParams().impression_cap  # 6% of the top score
+    capped = nudging.impression_penalty * nudging.impression_cap  # 6% of the top score
     assert p3(plain) - p3(nudged) == pytest.approx(capped * p3(plain), rel=1e-3)
     assert nudged["item_id"].to_list()[0] == "p3", "50 impressions must not outweigh what the user did"
 

@@ -10,6 +10,7 @@ import polars as pl
 
 from amp_personalize.backends.base import TrainedModel, TrainingData
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit
+from amp_personalize.backends.local.selection import Selection, select
 from amp_personalize.backends.metrics import (
     offline_metrics,
     personalize_split,
@@ -25,9 +26,15 @@ MIN_INTERACTIONS, MIN_USERS, MIN_ITEMS = 10, 2, 2
 class LocalBackend:
     name = "local"
 
-    def __init__(self, params: LocalParams | None = None, seed: int = 42) -> None:
+    def __init__(
+        self, params: LocalParams | None = None, seed: int = 42, selection: bool = True, selection_budget: float | None = None
+    ) -> None:
+        """`selection=False` trains with `params` as given (tests, experiments); otherwise every
+        training chooses its settings on its own data first (selection.py), starting from them."""
         self.params = params or LocalParams()
         self.seed = seed
+        self.selection = selection
+        self.selection_budget = selection_budget
         self._loaded: dict[Path, LocalModel] = {}
 
     def minimums(self, interactions: pl.DataFrame) -> dict[str, int | bool]:
@@ -39,13 +46,13 @@ class LocalBackend:
         enough = counts["interactions"] >= MIN_INTERACTIONS and counts["users"] >= MIN_USERS and counts["items"] >= MIN_ITEMS
         return {**counts, "enough": enough}
 
-    def evaluate(self, data: TrainingData) -> dict[str, dict[str, float]]:
+    def evaluate(self, data: TrainingData, params: LocalParams | None = None) -> dict[str, dict[str, float]]:
         """Model and popularity on Personalize's split, metric for metric."""
         split = personalize_split(data.interactions, seed=self.seed)
         relevant = relevant_items(split.holdout.filter(pl.col("event_value") > 0))
         if not relevant or split.train.height == 0:
             return {}
-        model = fit(split.train, None, data.as_of, self.params)
+        model = fit(split.train, None, data.as_of, params or self.params, with_similar=False)
         index = {u: i for i, u in enumerate(model.matrices.users)}
         users = [u for u in relevant if u in index]
         if not users:
@@ -67,14 +74,23 @@ class LocalBackend:
             "split": {"test_users": len(users), "holdout_interactions": split.holdout.height},
         }
 
-    def train(self, data: TrainingData, models_dir: Path) -> TrainedModel:
-        metrics = self.evaluate(data)
-        model = fit(data.interactions, data.impressions, data.as_of, self.params)
-        return self.publish(model, metrics, data.as_of, models_dir)
+    def choose(self, data: TrainingData) -> Selection | None:
+        if not self.selection:
+            return None
+        return select(data.interactions, data.impressions, data.as_of, self.params, self.selection_budget)
 
-    def publish(self, model: LocalModel, metrics: dict, as_of, models_dir: Path) -> TrainedModel:
-        """A new version folder (model, meta.json), then LATEST pointed at it."""
-        info = {**model.info, "algorithm": model.algorithm, "params": asdict(self.params)}
+    def train(self, data: TrainingData, models_dir: Path) -> TrainedModel:
+        selection = self.choose(data)
+        params = selection.params if selection else self.params
+        metrics = self.evaluate(data, params)
+        model = fit(data.interactions, data.impressions, data.as_of, params)
+        return self.publish(model, metrics, data.as_of, models_dir, selection)
+
+    def publish(self, model: LocalModel, metrics: dict, as_of, models_dir: Path, selection: Selection | None = None) -> TrainedModel:
+        """A new version folder (model, meta.json with the selection's choice and table), then LATEST pointed at it."""
+        info = {**model.info, "algorithm": model.algorithm, "params": asdict(model.params)}
+        if selection is not None:
+            info["selection"] = selection.summary()
         trained = publish_version(models_dir, as_of, self.name, metrics, info, model.save)
         self._loaded[trained.path] = model
         return trained

@@ -14,10 +14,13 @@ import scipy.sparse as sp
 class Matrices:
     users: np.ndarray  # user ids (str), row order
     items: np.ndarray  # item ids (str), column order
-    positive: sp.csr_matrix  # training signal: log1p of each pair's positive weight
+    positive: sp.csr_matrix  # training signal: each pair's positive weight, as `weighting` says
     recency: sp.csr_matrix  # `positive` of each pair by how recent it is within the user, for scoring
     negative: sp.csr_matrix  # 1 where the user downvoted, hid or flagged the item
     shown: sp.csr_matrix  # times an item was shown to the user and never acted on
+    # 1 + how many of the user's pairs are strictly newer, where `positive` has a value (same
+    # layout): lets the selection try half-lives without rebuilding. Not saved with a model.
+    newer: sp.csr_matrix | None = None
 
 
 def _codes(frame: pl.DataFrame, column: str, ids: np.ndarray) -> np.ndarray:
@@ -30,8 +33,30 @@ def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
     return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float32)
 
 
+WEIGHTINGS = ("log1p", "binary", "linear")
+
+
+def pair_weight(summed: np.ndarray, weighting: str) -> np.ndarray:
+    """A (user, item) pair's training value from the sum of its positive event weights.
+
+    Which works best depends on the data (an upvote may or may not say more than a click), so
+    the model's selection chooses: `binary` ignores the weights, `linear` takes them as they
+    are, `log1p` is between (many repeats of one event do not swamp a single strong one).
+    """
+    if weighting == "binary":
+        return (summed > 0).astype(np.float64)
+    if weighting == "linear":
+        return summed
+    if weighting == "log1p":
+        return np.log1p(summed)
+    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
 def build_matrices(
-    interactions: pl.DataFrame, impressions: pl.DataFrame | None = None, history_half_life: float = 0.0
+    interactions: pl.DataFrame,
+    impressions: pl.DataFrame | None = None,
+    history_half_life: float = 0.0,
+    weighting: str = "log1p",
 ) -> Matrices:
     """Positive part for training; negatives and unclicked impressions kept apart for scoring.
 
@@ -57,7 +82,7 @@ def build_matrices(
     pair = pair[starts]
     rows, cols = pair // shape[1], (pair % shape[1]).astype(np.int32)
     value = codes["event_value"].to_numpy()[order]
-    weight = np.log1p(np.add.reduceat(np.where(value > 0, value, 0.0), starts))
+    weight = pair_weight(np.add.reduceat(np.where(value > 0, value, 0.0), starts), weighting)
     disliked = np.logical_or.reduceat(value < 0, starts)
     last_time = np.maximum.reduceat(codes["t"].to_numpy()[order], starts)
     indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=shape[0]))]  # pairs are sorted by (row, col)
@@ -68,21 +93,36 @@ def build_matrices(
         return matrix
 
     positive = csr(weight)
-    # What a user did last says most about what they want next: at scoring time each pair's
+    # What a user did last can say most about what they want next: at scoring time each pair's
     # weight halves every `history_half_life` newer items of the same user (0 turns this off).
+    # Pairs at the same instant get the same rank (the number of strictly newer pairs): their
+    # order is unknown, and ranking ties by item id would let an arbitrary order leak in.
     newest_first = np.argsort(-last_time, kind="stable")
     newest_first = newest_first[np.argsort(rows[newest_first], kind="stable")]
+    sorted_rows, sorted_time = rows[newest_first], last_time[newest_first]
+    position = np.arange(len(rows))
+    new_instant = np.r_[True, (sorted_rows[1:] != sorted_rows[:-1]) | (sorted_time[1:] != sorted_time[:-1])]
+    first_of_instant = np.maximum.accumulate(np.where(new_instant, position, 0))
     recency_rank = np.empty(len(rows), dtype=np.int64)
-    recency_rank[newest_first] = np.arange(len(rows)) - indptr[rows[newest_first]]
+    recency_rank[newest_first] = first_of_instant - indptr[sorted_rows]
     decay = 0.5 ** (recency_rank / history_half_life) if history_half_life > 0 else np.ones(len(recency_rank))
     recency = csr(weight * decay)
+    newer = csr((recency_rank + 1) * (weight > 0))
     negative = csr(disliked)
     shown = sp.csr_matrix(shape, dtype=np.float32)
     if impressions is not None and impressions.height:
         counts = impressions.group_by("user_id", "item_id").len()
         counts = counts.join(interactions.select("user_id", "item_id").unique(), on=["user_id", "item_id"], how="anti")
         shown = _csr(_codes(counts, "user_id", users), _codes(counts, "item_id", items), counts["len"].to_numpy().astype(np.float32), shape)
-    return Matrices(users, items, positive, recency, negative, shown)
+    return Matrices(users, items, positive, recency, negative, shown, newer)
+
+
+def recency_weighted(matrices: Matrices, half_life: float) -> sp.csr_matrix:
+    """`positive` with each pair halved every `half_life` newer pairs of its user (0: unchanged)."""
+    recency = matrices.positive.copy()
+    if half_life > 0:
+        recency.data *= (0.5 ** ((matrices.newer.data - 1) / half_life)).astype(np.float32)
+    return recency
 
 
 def time_decayed_popularity(interactions: pl.DataFrame, items: np.ndarray, as_of: datetime, half_life_days: float) -> np.ndarray:

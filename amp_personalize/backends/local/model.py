@@ -1,10 +1,12 @@
 """The local model: fit, score users in batches, find similar items, save and load.
 
-Scoring starts from the user's positive history, recent items weighing most, times the
-item-item weights, then applies the negatives where they help: items the user downvoted, hid or
-flagged are never offered and pull their neighbours down; items shown often without a click
-lose a little, capped, so impressions nudge the ranking without ever outweighing what the user
-did.
+Scoring starts from the user's positive history (recent items weighing most, when the
+selection found that recency pays) times the item-item weights, or from the user's ALS factors,
+then applies the negatives where they help: items the user downvoted, hid or flagged are never
+offered and pull their neighbours down; items shown often without a click lose a little,
+capped, so impressions nudge the ranking without ever outweighing what the user did. Which
+algorithm and which of these settings a training uses is chosen on its own data
+(selection.py); the defaults here are the simplest ones.
 """
 
 from __future__ import annotations
@@ -20,34 +22,60 @@ import polars as pl
 import scipy.sparse as sp
 
 from amp_personalize.backends.base import RECOMMENDATIONS_SCHEMA, SIMILAR_ITEMS_SCHEMA
+from amp_personalize.backends.local.als import als
+from amp_personalize.backends.local.dlae import autoencoder, gram
 from amp_personalize.backends.local.matrix import (
     Matrices,
     build_matrices,
     time_decayed_popularity,
 )
-from amp_personalize.backends.local.similarity import cosine_top_k, ease
+from amp_personalize.backends.local.similarity import cosine_top_k
 
 MODEL_FILE = "model.npz"
 
 
+# The algorithms a model can use: dense linear autoencoders up to `ease_max_items`, above that
+# a factorization or the item-item cosine; `popularity` is what is served when no model beat it.
+DENSE_ALGORITHMS = ("ease", "dlae")
+ALGORITHMS = (*DENSE_ALGORITHMS, "als", "item_knn", "popularity")
+
+
 @dataclass(frozen=True)
 class LocalParams:
-    # Above this many items EASE's dense inverse (items^3) costs more than it is worth. Measured
-    # on these 2 cores (benchmarks/scale.py --threshold-sweep, LU inverse): ~0.7 s at 2,000
-    # items, ~4 s at 4,000, ~22 s at 8,000; the Cholesky inverse now used halves that. From
-    # 4,000 items up EASE gained only 1-3% NDCG@10 over the cosine path on synthetic data.
-    ease_max_items: int = 4000
-    l2: float = 250.0
+    # "auto": DLAE up to ease_max_items, ALS above; selection.py replaces it with its choice.
+    algorithm: str = "auto"
+    # Above this many items the dense inverse (items^3) costs more than it is worth: ~20 s and
+    # 330 MB of weights at 9,000 items on these 2 cores, and at MovieLens latest-small's 9,066
+    # items DLAE ranked clearly better than ALS (docs/recommender.md). Above it the selection
+    # chooses between ALS (als.py) and the item-item cosine.
+    ease_max_items: int = 10_000
+    l2: float = 100.0
+    dropout: float = 0.25  # DLAE's dropout-style penalty p: each weight costs p / (1 - p) x its item's count
+    weighting: str = "log1p"  # a pair's training value from its summed positive weight (matrix.pair_weight)
+    factors: int = 64
+    als_regularization: float = 1.0
+    als_alpha: float = 1.0
+    als_iterations: int = 12
     neighbours: int = 100
-    negative_pull: float = 0.5
-    impression_penalty: float = 0.02
+    # Off unless the selection finds they pay: on MovieLens-100k a pull of 0.5 cost 3-8% NDCG@10.
+    negative_pull: float = 0.0
+    impression_penalty: float = 0.0
     impression_cap: float = 3.0
     exclude_seen: bool = True
     popularity_half_life_days: float = 7.0
-    # Measured on MovieLens-100k with Personalize's split (benchmarks/quality.py, 10 splits):
-    # NDCG@10 0.130 without, 0.176 halving every 10 items; flat on the demo set, whose users
-    # never change taste.
-    history_half_life: float = 10.0
+    # Halve a history item's weight at scoring every this many newer items (0: off). It helped
+    # on one dataset's per-user newest split and not on others' future; selection.py decides.
+    history_half_life: float = 0.0
+    seed: int = 42
+
+    def resolved_algorithm(self, n_items: int) -> str:
+        """What fit() runs on a catalog of n_items: a dense model above the limit becomes ALS."""
+        algorithm = self.algorithm
+        if algorithm == "auto":
+            algorithm = "dlae"
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be 'auto' or one of {ALGORITHMS}, got {algorithm!r}")
+        return "als" if algorithm in DENSE_ALGORITHMS and n_items > self.ease_max_items else algorithm
 
 
 @dataclass
@@ -55,10 +83,12 @@ class LocalModel:
     params: LocalParams
     algorithm: str
     matrices: Matrices
-    weights: np.ndarray | sp.csr_matrix  # items x items, used for scoring
+    weights: np.ndarray | sp.csr_matrix  # items x items, used for scoring (empty for ALS)
     similar: sp.csr_matrix  # items x items cosine top-k, for similar items
     popularity: np.ndarray
     info: dict = field(default_factory=dict)
+    user_factors: np.ndarray | None = None  # ALS: users x factors, rows as matrices.users
+    item_factors: np.ndarray | None = None  # ALS: items x factors
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -66,9 +96,13 @@ class LocalModel:
         """(scores, from_model) for a batch of known users; excluded items are -inf."""
         m, p = self.matrices, self.params
         history = m.positive[rows]
-        scores = _dense(m.recency[rows] @ self.weights)
         disliked = m.negative[rows]
-        if disliked.nnz:
+        if self.algorithm == "als":
+            scores = self.user_factors[rows] @ self.item_factors.T
+        else:
+            scores = _dense(m.recency[rows] @ self.weights)
+        # ALS has no item-item weights for a veto to pull through: its vetoes only mask.
+        if disliked.nnz and p.negative_pull and self.algorithm != "als":
             pull = disliked @ self.weights
             if sp.issparse(pull):  # a few hundred entries per user: subtract them, no dense copy
                 pull = pull.tocoo()
@@ -85,8 +119,10 @@ class LocalModel:
             best = np.maximum(scores.max(axis=1, keepdims=True), 0)
             scores -= p.impression_penalty * m.shown[rows].minimum(p.impression_cap).toarray() * best
         # A tiny popularity term orders items the model knows nothing about, so short lists
-        # are backfilled with what is popular, never with arbitrary items.
-        scores += (1e-6 * self._popularity_unit()).astype(np.float32)  # float64 here upcasts the whole batch
+        # are backfilled with what is popular, never with arbitrary items (all of a list, for
+        # the popularity stand-in served when no model beat it).
+        share = 1.0 if self.algorithm == "popularity" else 1e-6
+        scores += (share * self._popularity_unit()).astype(np.float32)  # float64 here upcasts the whole batch
         return scores, from_model
 
     def _popularity_unit(self) -> np.ndarray:
@@ -191,6 +227,8 @@ class LocalModel:
             "items": m.items.astype(str),
             "popularity": self.popularity,
             "dense_weights": self.weights if isinstance(self.weights, np.ndarray) else np.zeros((0, 0), np.float32),
+            "user_factors": self.user_factors if self.user_factors is not None else np.zeros((0, 0), np.float32),
+            "item_factors": self.item_factors if self.item_factors is not None else np.zeros((0, 0), np.float32),
         }
         for name, matrix in (
             ("positive", m.positive), ("recency", m.recency), ("negative", m.negative), ("shown", m.shown), ("similar", self.similar)
@@ -215,20 +253,52 @@ class LocalModel:
                 users, items, _unpack("positive", z), _unpack("recency", z), _unpack("negative", z), _unpack("shown", z)
             )
             weights = z["dense_weights"] if z["dense_weights"].size else _unpack("sparse_weights", z)
-            return cls(LocalParams(**meta["params"]), meta["algorithm"], matrices, weights, _unpack("similar", z), z["popularity"], meta["info"])
+            factors = [z[name] if name in z.files and z[name].size else None for name in ("user_factors", "item_factors")]
+            return cls(
+                LocalParams(**meta["params"]), meta["algorithm"], matrices, weights, _unpack("similar", z), z["popularity"], meta["info"],
+                *factors,
+            )
 
 
-def fit(interactions: pl.DataFrame, impressions: pl.DataFrame | None, as_of: datetime, params: LocalParams = LocalParams()) -> LocalModel:
-    matrices = build_matrices(interactions, impressions, params.history_half_life)
+def fit(
+    interactions: pl.DataFrame,
+    impressions: pl.DataFrame | None,
+    as_of: datetime,
+    params: LocalParams = LocalParams(),
+    with_similar: bool = True,
+) -> LocalModel:
+    """The model for `params` on this data. `with_similar=False` skips the similar-items cosine
+    (a third of a fit at 20,000 items) when only the recommendations will be scored."""
+    matrices = build_matrices(interactions, impressions, params.history_half_life, params.weighting)
+    model = fit_matrices(matrices, params, with_similar)
+    model.popularity = time_decayed_popularity(interactions, matrices.items, as_of, params.popularity_half_life_days)
+    return model
+
+
+def fit_matrices(matrices: Matrices, params: LocalParams, with_similar: bool = True) -> LocalModel:
+    """The weights for `params` on built matrices; popularity is left empty for the caller."""
     n_items = len(matrices.items)
-    similar = cosine_top_k(matrices.positive, params.neighbours)
-    if n_items <= params.ease_max_items:
-        algorithm, weights = "ease", ease(matrices.positive, params.l2)
-    else:
-        algorithm, weights = "item_knn", similar
-    popularity = time_decayed_popularity(interactions, matrices.items, as_of, params.popularity_half_life_days)
+    algorithm = params.resolved_algorithm(n_items)
+    similar = cosine_top_k(matrices.positive, params.neighbours) if with_similar or algorithm == "item_knn" else _empty(n_items)
+    user_factors = item_factors = None
+    if algorithm in DENSE_ALGORITHMS:
+        dropout = params.dropout if algorithm == "dlae" else 0.0
+        weights = autoencoder(gram(matrices.positive), params.l2, dropout, zero_diagonal=algorithm == "ease", overwrite=True)
+    elif algorithm == "als":
+        weights = _empty(n_items)
+        user_factors, item_factors = als(
+            matrices.positive, params.factors, params.als_regularization, params.als_alpha, params.als_iterations, params.seed
+        )
+    elif algorithm == "item_knn":
+        weights = similar
+    else:  # popularity: every list comes from the popularity backfill
+        weights = _empty(n_items)
     info = {"users": len(matrices.users), "items": n_items, "training_pairs": int(matrices.positive.nnz)}
-    return LocalModel(params, algorithm, matrices, weights, similar, popularity, info)
+    return LocalModel(params, algorithm, matrices, weights, similar, np.zeros(n_items), info, user_factors, item_factors)
+
+
+def _empty(n_items: int) -> sp.csr_matrix:
+    return sp.csr_matrix((n_items, n_items), dtype=np.float32)
 
 
 def _top_n(scores: np.ndarray, n: int) -> np.ndarray:

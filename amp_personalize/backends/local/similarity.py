@@ -1,8 +1,8 @@
-"""Item-item weights: EASE for small catalogs, sparse top-k cosine (as Personalize's SIMS) above.
+"""Sparse top-k item-item cosine on co-occurrence, as Personalize's SIMS: the similar items.
 
-EASE (Steck, 2019) solves for a dense item x item matrix in closed form; it is the most
-accurate model measured here, but its Gram inverse grows as items cubed. Cosine on
-co-occurrence with the top-k neighbours per item stays sparse and scales to large catalogs.
+It stays sparse and scales to any catalog; it ranks a user's next items worse than the linear
+autoencoders (dlae.py) or ALS (als.py), so it answers "similar items" and is one candidate
+among others for recommendations.
 """
 
 from __future__ import annotations
@@ -11,25 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
-
-
-def ease(positive: sp.csr_matrix, l2: float = 250.0) -> np.ndarray:
-    """B with zero diagonal minimizing ||X - XB||^2 + l2 ||B||^2 (float32, items x items)."""
-    gram = (positive.T @ positive).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += l2
-    # The Gram matrix plus l2 I is symmetric positive definite: Cholesky then its inverse
-    # (potrf + potri, ~n^3 flops) instead of LU-based np.linalg.inv (~2 n^3), in place.
-    factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (potrf info={info})")
-    inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info={info})")
-    inverse = np.triu(inverse) + np.triu(inverse, 1).T  # potri fills the upper triangle only
-    inverse /= -np.diag(inverse).copy()
-    inverse[np.diag_indices_from(inverse)] = 0.0
-    return inverse.astype(np.float32)
 
 
 def cosine_top_k(positive: sp.csr_matrix, k: int = 100, chunk: int = 2048, threads: int = 2) -> sp.csr_matrix:
