@@ -214,3 +214,28 @@ def database_url(postgres_server, request) -> str:
         cur.execute(f"CREATE DATABASE {name}")
     admin.close()
     return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """moto's S3 server on loopback, and the SDK's variables pointing this process at it."""
+    from amp_personalize_tests.s3_server import S3Server
+
+    with S3Server() as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def start_receiver(tmp_path):
+    """`amp-personalize serve` processes on tmp_path/data, each with extra settings, all stopped after."""
+    started: list[ReceiverProcess] = []
+
+    def start(**env: str) -> ReceiverProcess:
+        started.append(ReceiverProcess(tmp_path / "data", env=env).start())
+        return started[-1]
+
+    yield start
+    for receiver in started:
+        receiver.stop()

@@ -25,14 +25,6 @@ WINDOW = "20261206T0100Z"
 EVENTS = [{"event_type": "click", "user_id": f"u{i}", "event_properties": {"item_id": "d"}} for i in range(3)]
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    with S3Server() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
-
-
 def settings_for(tmp_path, **changes) -> Settings:
     base = Settings.from_env({"AMP_DATA_DIR": str(tmp_path / "data"), "AMP_LANDING_URL": f"s3://{BUCKET}/landing"})
     return replace(base, **changes)

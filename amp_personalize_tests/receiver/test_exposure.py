@@ -12,27 +12,14 @@ READS = ("/recommendations/u1", "/similar-items/d1", "/metrics")
 EVENT = {"events": [{"event_type": "click", "user_id": "u1", "event_properties": {"item_id": "d1"}}]}
 
 
-@pytest.fixture
-def serve(tmp_path):
-    started = []
-
-    def start(**env: str) -> ReceiverProcess:
-        started.append(ReceiverProcess(tmp_path / "data", env=env).start())
-        return started[-1]
-
-    yield start
-    for receiver in started:
-        receiver.stop()
-
-
 def stderr_of(receiver: ReceiverProcess) -> str:
     receiver.stop()
     return receiver.proc.stderr.read().decode()
 
 
 @pytest.mark.slow
-def test_a_receiver_on_a_public_address_serves_only_the_webhook_and_says_why(serve):
-    live = serve(AMP_RECEIVER_HOST="0.0.0.0")
+def test_a_receiver_on_a_public_address_serves_only_the_webhook_and_says_why(start_receiver):
+    live = start_receiver(AMP_RECEIVER_HOST="0.0.0.0")
     for path in READS:
         refused = httpx.get(live.url + path)
         assert refused.status_code == 403 and "AMP_READ_TOKEN" in refused.json()["error"], path
@@ -42,8 +29,8 @@ def test_a_receiver_on_a_public_address_serves_only_the_webhook_and_says_why(ser
 
 
 @pytest.mark.slow
-def test_the_read_token_opens_serving_and_metrics_and_nothing_else_does(serve):
-    live = serve(AMP_RECEIVER_HOST="0.0.0.0", AMP_READ_TOKEN="r3ad", AMP_WEBHOOK_SECRET="hook")
+def test_the_read_token_opens_serving_and_metrics_and_nothing_else_does(start_receiver):
+    live = start_receiver(AMP_RECEIVER_HOST="0.0.0.0", AMP_READ_TOKEN="r3ad", AMP_WEBHOOK_SECRET="hook")
     for path in READS:
         for headers in ({}, {"Authorization": "Bearer hook"}, {"Authorization": "Bearer r3a"}):
             refused = httpx.get(live.url + path, headers=headers)
@@ -58,9 +45,9 @@ def test_the_read_token_opens_serving_and_metrics_and_nothing_else_does(serve):
 
 
 @pytest.mark.slow
-def test_an_internal_listener_serves_reads_that_the_webhooks_listener_does_not(serve):
+def test_an_internal_listener_serves_reads_that_the_webhooks_listener_does_not(start_receiver):
     internal = free_port()
-    live = serve(AMP_RECEIVER_HOST="0.0.0.0", AMP_SERVING_PORT=str(internal))
+    live = start_receiver(AMP_RECEIVER_HOST="0.0.0.0", AMP_SERVING_PORT=str(internal))
     for path in READS:
         assert httpx.get(live.url + path).status_code == 404, path
         assert httpx.get(f"http://127.0.0.1:{internal}{path}").status_code in (200, 503), path

@@ -15,23 +15,9 @@ import httpx
 import orjson
 import pytest
 
-from amp_personalize_tests.conftest import ReceiverProcess
 
 WEBHOOK = "/webhooks/amplitude/"
 BIG = orjson.dumps({"events": [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": f"d{i}"}} for i in range(30_000)]})
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    started = []
-
-    def start(**env: str) -> ReceiverProcess:
-        started.append(ReceiverProcess(tmp_path / "data", env=env).start())
-        return started[-1]
-
-    yield start
-    for r in started:
-        r.stop()
 
 
 def urllib_post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
@@ -44,9 +30,9 @@ def urllib_post(url: str, body: bytes, headers: dict | None = None) -> tuple[int
 
 
 @pytest.mark.slow
-def test_clients_that_write_the_whole_body_first_hear_the_413_and_the_401(receiver):
+def test_clients_that_write_the_whole_body_first_hear_the_413_and_the_401(start_receiver):
     """urllib sends `Connection: close` and the whole body before it reads: it used to get a reset."""
-    live = receiver(AMP_MAX_BODY_BYTES="100000", AMP_WEBHOOK_SECRET="s3cret")
+    live = start_receiver(AMP_MAX_BODY_BYTES="100000", AMP_WEBHOOK_SECRET="s3cret")
     assert len(BIG) > 10 * 100_000
     status, reply = urllib_post(live.url, BIG, {"Authorization": "Bearer s3cret"})
     assert (status, reply["code"]) == (413, 413) and "exceeds the limit of 100000 bytes" in reply["error"]
@@ -78,8 +64,8 @@ def stalled_upload(port: int) -> socket.socket:
 
 
 @pytest.mark.slow
-def test_a_body_that_stops_arriving_gets_a_408_and_its_connection_is_closed(receiver):
-    live = receiver(AMP_BODY_TIMEOUT_SECONDS="1")
+def test_a_body_that_stops_arriving_gets_a_408_and_its_connection_is_closed(start_receiver):
+    live = start_receiver(AMP_BODY_TIMEOUT_SECONDS="1")
     sock = stalled_upload(live.port)
     started = time.monotonic()
     reply = read_reply(sock, timeout=15)
@@ -98,8 +84,8 @@ def open_fds(pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_stalled_uploads_cannot_take_more_than_the_connection_limit(receiver):
-    live = receiver(AMP_MAX_CONNECTIONS="20", AMP_BODY_TIMEOUT_SECONDS="3")
+def test_stalled_uploads_cannot_take_more_than_the_connection_limit(start_receiver):
+    live = start_receiver(AMP_MAX_CONNECTIONS="20", AMP_BODY_TIMEOUT_SECONDS="3")
     before = open_fds(live.proc.pid)
     stalled = [stalled_upload(live.port) for _ in range(60)]
     time.sleep(1)  # well within the 3 s body deadline

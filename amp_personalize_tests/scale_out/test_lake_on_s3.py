@@ -16,18 +16,10 @@ from amp_personalize.landing.shipping import Shipper
 from amp_personalize.settings import Settings
 from amp_personalize_tests.conftest import ReceiverProcess
 from amp_personalize_tests.landing_fixture import write_segment
-from amp_personalize_tests.s3_server import BUCKET, S3Server
+from amp_personalize_tests.s3_server import BUCKET
 
 pytestmark = pytest.mark.slow
 LANDING, LAKE = f"s3://{BUCKET}/landing", f"s3://{BUCKET}/lake"
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    with S3Server() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 def cli(tmp_path, *args: str) -> subprocess.CompletedProcess:

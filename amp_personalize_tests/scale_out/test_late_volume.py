@@ -21,18 +21,10 @@ from amp_personalize.landing.source import Volume
 from amp_personalize.settings import Settings
 from amp_personalize.storage.s3 import storage_options
 from amp_personalize_tests.landing_fixture import write_segment
-from amp_personalize_tests.s3_server import BUCKET, S3Server
+from amp_personalize_tests.s3_server import BUCKET
 
 HOUR = 3_600_000
 LANDING, LAKE = f"s3://{BUCKET}/landing", f"s3://{BUCKET}/lake"
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    with S3Server() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 def click(uuid: str, user: str = "u1") -> dict:

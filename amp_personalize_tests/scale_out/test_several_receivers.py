@@ -18,19 +18,11 @@ import pytest
 
 from amp_personalize.storage.s3 import storage_options
 from amp_personalize_tests.conftest import ReceiverProcess
-from amp_personalize_tests.s3_server import BUCKET, S3Server
+from amp_personalize_tests.s3_server import BUCKET
 
 pytestmark = pytest.mark.slow
 WEBHOOK = "/webhooks/amplitude/"
 LANDING, LAKE = f"s3://{BUCKET}/landing", f"s3://{BUCKET}/lake"
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    with S3Server() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
 
 
 def children(pid: int) -> list[int]:
