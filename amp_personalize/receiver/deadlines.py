@@ -29,6 +29,7 @@ class Deadlines:
 
     def forget(self, task: asyncio.Task) -> None:
         self._watched.pop(task, None)
+        self._overdue.discard(task)
 
     def was_overdue(self, task: asyncio.Task) -> bool:
         """Whether this task was cancelled for being overdue (once; then it is forgotten)."""
