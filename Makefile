@@ -32,6 +32,7 @@ bench: install
 	$(PY) -c "import recbole" 2>/dev/null || $(PY) -m pip install --quiet --no-deps recbole==1.2.1
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/handler_cpu.py
+	$(PY) benchmarks/ship.py
 	$(PY) benchmarks/transform.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/scale.py

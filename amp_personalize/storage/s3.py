@@ -98,24 +98,26 @@ class ObjectConflict(Exception):
     """A different object already has the key a put-if-absent was for."""
 
 
-def put_if_absent(s3: Any, bucket: str, key: str, data: bytes) -> bool:
+def put_if_absent(s3: Any, bucket: str, key: str, data: bytes, checksum: str | None = None) -> bool:
     """Put `data` at `key` unless an object is there; True if this call created it.
 
     A conditional PUT (If-None-Match: *), with a SHA-256 checksum S3 verifies: a retry under the
     same key after a crash between the PUT and the caller's bookkeeping never makes a second
     copy, and a 412 means it is already there. Then the object is compared (its checksum, its
     ETag as MD5 for a single-part upload, else its bytes), and one that differs raises
-    ObjectConflict rather than passing for this data.
+    ObjectConflict rather than passing for this data. `checksum`: sha256_b64(data), if the caller
+    has it already.
     """
+    checksum = checksum or sha256_b64(data)
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumSHA256=sha256_b64(data))
+        s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumSHA256=checksum)
         return True
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 412 and exc.response["Error"].get("Code") != "PreconditionFailed":
             raise
     head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     if head.get("ChecksumSHA256"):
-        same = head["ChecksumSHA256"] == sha256_b64(data)
+        same = head["ChecksumSHA256"] == checksum
     elif head.get("ETag", "").strip('"') == hashlib.md5(data).hexdigest():
         same = True
     else:  # a multipart or KMS-encrypted object: its ETag is no MD5

@@ -88,6 +88,30 @@ def test_an_outage_leaves_a_backlog_that_drains_when_s3_is_back(tmp_path, s3):
     assert len(s3.keys("landing/2")) == 1
 
 
+def test_a_put_failing_mid_pass_leaves_the_ones_before_it_marked_and_the_rest_for_the_next(tmp_path, s3):
+    settings = settings_for(tmp_path)
+    paths = [write_segment(settings.data_dir, WINDOW, EVENTS, name=f"179651880{i}000-a-00000{i}") for i in range(1, 4)]
+    shipper = Shipper(settings)
+    put_object, calls = shipper.s3.put_object, []
+
+    def failing_second(**kwargs):
+        calls.append(kwargs["Key"])
+        if len(calls) == 2:
+            raise ConnectionError("S3 went away")
+        return put_object(**kwargs)
+
+    shipper.s3.put_object = failing_second
+    with pytest.raises(ConnectionError):
+        shipper.ship_once()
+    marked = [p for p in paths if (settings.data_dir / SHIPPED_DIR / WINDOW / p.name).exists()]
+    assert marked == paths[:1] and shipper.state.shipped_segments == 1 and shipper.state.upload_failures == 1
+    shipper.s3.put_object = put_object
+    assert shipper.ship_once().segments == []
+    assert (shipper.state.shipped_segments, shipper.state.already_there) == (3, 0)
+    assert len(s3.keys("landing/2")) == 3
+    assert all((settings.data_dir / SHIPPED_DIR / WINDOW / p.name).exists() for p in paths)
+
+
 def test_shipped_local_copies_are_deleted_after_the_keep_time(tmp_path, s3):
     settings = settings_for(tmp_path, landing_keep_hours=1.0)
     segment = write_segment(settings.data_dir, WINDOW, EVENTS, name="1796518800000-a-000001")
