@@ -20,9 +20,10 @@ demo: install
 	$(PY) -m amp_personalize.demo.run
 
 # The UI test looks at the Dagster UI in Debian's chromium (playwright drives it; its own
-# browser download is never used).
+# browser download is never used); the Postgres tests start Debian's PostgreSQL 15 themselves.
 test: install
 	command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }
 	$(PY) -m pytest -q
 
 # recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,
