@@ -195,9 +195,11 @@ def ship(once: bool, until_stdin_closes: bool) -> None:
         raise SettingsProblem(str(exc)) from None
     if once:
         try:
-            left = shipper.ship_once()
+            left = shipper.ship_alone()
         except Exception as exc:
             raise click.ClickException(f"shipping to {settings.landing_url} failed: {exc}") from None
+        if left is None:
+            raise click.ClickException(f"another shipper of volume {shipper.volume} is running (`serve`'s, or a sidecar): it ships this volume")
         click.echo(f"volume {shipper.volume}: shipped {shipper.state.shipped_segments} segment(s); {len(left.segments)} waiting")
         return
     stopping = threading.Event()

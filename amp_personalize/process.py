@@ -257,7 +257,10 @@ def _process_once(
     fail_dead_runs(instance, "refresh_user_item_scores")
     touched = False  # a window published something: built, or kept partly out by its checks
     # A window rebuilt for late segments makes the windows after it, within the dedupe lookback,
-    # due again (raw_events.after_late_rebuild): a further pass builds them.
+    # due again (raw_events.after_late_rebuild): a further pass builds them. What late volumes
+    # shipped is recorded as looked at once, after the passes, held back to the oldest window left
+    # for it: a run killed before its last pass must leave those windows findable.
+    first_found, late_built, left = None, [], []
     for attempt in range(MAX_PASSES):
         done = instance.get_materialized_partitions(dg.AssetKey("raw_events"))
         # Never built, or built again idempotently (see is_due): e.g. processed while still open
@@ -266,6 +269,8 @@ def _process_once(
                             rebuild=rebuild and attempt == 0)
         if attempt == 0:
             report.waiting += [why for _, why in found.plan.waiting]
+            first_found = found
+        left = list(found.stale)
         due = found.due
         busy = run_in_flight(instance, window_job.name)  # fails this host's dead window runs first
         if busy is not None and due:
@@ -297,9 +302,14 @@ def _process_once(
                     )
                 stopped = True
                 break
-        found.record(instance, still_stale=[w for w in found.stale if w not in built])
+        late_built += [w for w in built if w in found.stale]
+        left = [w for w in found.stale if w not in built]
         if stopped or not built:
             break
+    else:
+        left = left or late_built  # passes ran out with more perhaps due after what they built
+    if first_found is not None:
+        first_found.record(instance, still_stale=left)
     if touched or _scores_behind(instance, window_job.name, settings.history_days):
         scores = _execute(defs.resolve_job_def("refresh_user_item_scores"), "while building user_item_scores", **run)
         report.scores_refreshed = scores.success

@@ -65,8 +65,8 @@ class AmpResource(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> "AmpResource":
         values = {f.name: getattr(settings, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
         values = {name: str(value) if name in PATHS and value is not None else value for name, value in values.items()}
-        if settings.database_url and os.environ.get(DATABASE_URL) == settings.database_url:
-            values["database_url"] = dg.EnvVar(DATABASE_URL)
+        if settings.database_url and os.environ.get(DATABASE_URL, "").strip() == settings.database_url:
+            values["database_url"] = dg.EnvVar(DATABASE_URL)  # never the value: it may hold a password
         return cls(**values)
 
     def settings(self, personalize: PersonalizeResource | None = None) -> Settings:
@@ -74,6 +74,7 @@ class AmpResource(dg.ConfigurableResource):
         values = {f.name: getattr(self, f.name) for f in fields(Settings) if f.name not in NOT_CARRIED}
         if isinstance(values["database_url"], dg.EnvVar):  # outside a run: not resolved by Dagster
             values["database_url"] = values["database_url"].get_value()
+        values["database_url"] = (values["database_url"] or "").strip() or None  # a secret file's newline
         values.update({name: Path(values[name]) for name in PATHS if values[name] is not None})
         settings = Settings(**values)
         return replace(settings, personalize=personalize.settings()) if personalize is not None else settings

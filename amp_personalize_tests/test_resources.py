@@ -101,3 +101,12 @@ def test_the_landing_sensor_plans_no_window_before_the_configured_partitions_sta
 def test_personalize_resource_round_trips_its_settings():
     settings = Settings.from_env(NOT_DEFAULT).personalize
     assert PersonalizeResource.from_settings(settings).settings() == settings
+
+
+def test_a_database_url_read_from_a_secret_file_stays_out_of_the_ui(monkeypatch):
+    """Review: a trailing newline (kubectl --from-file) made the URL differ from the variable's
+    stripped value, and the resource showed the URL, password and all."""
+    monkeypatch.setenv("AMP_DATABASE_URL", "postgresql://amp:pa55word@db:5432/amp\n")
+    amp = AmpResource.from_settings(Settings.from_env())
+    assert "pa55word" not in repr(amp.model_dump())
+    assert amp.settings().database_url == "postgresql://amp:pa55word@db:5432/amp"

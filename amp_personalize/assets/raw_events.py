@@ -1,5 +1,7 @@
 """raw_events: the window's landed events, typed and deduplicated; the replayable source of truth."""
 
+import time
+
 import dagster as dg
 import orjson
 import polars as pl
@@ -43,6 +45,12 @@ def earlier_event_ids(lake: Lake, window: str, window_minutes: int, lookback_hou
     )
 
 
+def _later_windows_built(lake: Lake, window: str, lookback_hours: int) -> bool:
+    """Whether a later window whose dedupe looks back over this one is in the lake already."""
+    until = window_key(window_start_ms(window) + lookback_hours * 3_600_000)
+    return any(window < name <= until for name in lake.partitions("raw_events"))
+
+
 def _earlier_windows(lake: Lake, window: str, window_minutes: int, lookback_hours: int) -> list[str]:
     start = window_start_ms(window)
     since, end = window_key(start - lookback_hours * 3_600_000), window_key(start + window_minutes * 60_000)
@@ -54,6 +62,7 @@ def _earlier_windows(lake: Lake, window: str, window_minutes: int, lookback_hour
 # late) from one that did not; and which of them its previous build had not read.
 BUILT_FROM = "amp.landing_segments"
 LATE = "amp.late_segments"
+BUILT_AT = "amp.built_at_ms"  # a build with late segments: S3's LastModified has whole seconds
 
 
 def built_from(segments: list[Segment]) -> str:
@@ -81,28 +90,43 @@ def needs_rebuild(source: LandingSource, lake: Lake, window: str) -> bool:
 
 
 def after_late_rebuild(lake: Lake, window: str, window_minutes: int, lookback_hours: int) -> str | None:
-    """An earlier window within the dedupe horizon rebuilt with late segments after this one was
+    """An earlier window within the dedupe horizon built with late segments after this one was
     built, or None. Its new events may include the first receipt of a retry this window kept (it
-    was not there to dedupe against then): built again, this window drops its copy."""
+    was not there to dedupe against then): built again, this window drops its copy.
+
+    Stats decide which earlier windows to look at (written since this one, to the second); their
+    footers, which few have, decide: late segments, built after this window by the millisecond.
+    """
     stat = lake.stat("raw_events", window)
     if stat is None:
         return None
+    built_at = None
     for earlier in _earlier_windows(lake, window, window_minutes, lookback_hours):
-        if earlier > window:
-            continue
         other = lake.stat("raw_events", earlier)
-        if other is not None and other.modified > stat.modified and orjson.loads((lake.footer("raw_events", earlier) or {}).get(LATE, "[]")):
+        if earlier > window or other is None or other.modified < stat.modified - 1:
+            continue
+        footer = lake.footer("raw_events", earlier) or {}
+        if not orjson.loads(footer.get(LATE, "[]")):
+            continue
+        if built_at is None:
+            built_at = int((lake.footer("raw_events", window) or {}).get(BUILT_AT) or stat.modified * 1000)
+        if int(footer.get(BUILT_AT) or other.modified * 1000) > built_at:
             return earlier
     return None
 
 
-def is_due(source: LandingSource, lake: Lake, window: str, built: set[str], window_minutes: int = 60, lookback_hours: int = 0) -> bool:
+def is_due(source: LandingSource, lake: Lake, window: str, built: set[str], window_minutes: int = 60, lookback_hours: int = 0,
+           segments_may_have_changed: bool = True) -> bool:
     """Whether a ready window needs a (re)build: never built (`built`: raw_events' materialized
     partitions), a segment sealed or shipped since its last build, a dataset file gone from the
-    lake, or an earlier window rebuilt with late segments since (see after_late_rebuild)."""
+    lake, or an earlier window built with late segments since (see after_late_rebuild).
+
+    `segments_may_have_changed=False` skips listing the window's segments: with the landing on
+    S3, where a built window gains segments only from a late volume, which sensors.shipped tracks.
+    """
     return (
         window not in built
-        or needs_rebuild(source, lake, window)
+        or (segments_may_have_changed and needs_rebuild(source, lake, window))
         or _files_missing(lake, window)
         or after_late_rebuild(lake, window, window_minutes, lookback_hours) is not None
     )
@@ -158,7 +182,14 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
     source, lake = landing_source(settings), lake_store(settings)
     segments = source.segments(window)
     before = lake.footer("raw_events", window) or {}
-    late = sorted({s.name for s in segments} - set(orjson.loads(before[BUILT_FROM]))) if BUILT_FROM in before else []
+    if BUILT_FROM in before:  # its segments the last build did not read
+        late = sorted({s.name for s in segments} - set(orjson.loads(before[BUILT_FROM])))
+    elif _later_windows_built(lake, window, settings.dedupe_lookback_hours):
+        # Built for the first time after windows that dedupe against it (its only volume
+        # shipped late): all its segments are late to them (review: a retry counted twice).
+        late = sorted(s.name for s in segments)
+    else:
+        late = []
     with source.local_files(segments) as paths:
         landed, malformed = read_landing(paths)
     earlier = earlier_event_ids(lake, window, settings.window_minutes, settings.dedupe_lookback_hours, landed["event_id"])
@@ -172,7 +203,10 @@ def raw_events(context: dg.AssetExecutionContext, amp: AmpResource) -> dg.Materi
         RAW_EVENTS,
         amp,
         partition=window,
-        file_metadata={BUILT_FROM: built_from(segments), LATE: orjson.dumps(late).decode()},
+        # The build time only on a build with late segments (after_late_rebuild compares it): any
+        # other rebuild writes the same bytes as the build before it.
+        file_metadata={BUILT_FROM: built_from(segments), LATE: orjson.dumps(late).decode(),
+                       **({BUILT_AT: str(time.time_ns() // 1_000_000)} if late else {})},
         metadata={
             "segments": len(segments),
             "landing": str(source),

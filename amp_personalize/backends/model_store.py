@@ -61,8 +61,14 @@ class ModelStore:
             if not (staging / "meta.json").exists():
                 shutil.rmtree(staging, ignore_errors=True)
                 raise FileNotFoundError(f"{self.url.url(LATEST)} names model version {version}, which is not whole under {self.url.url(version)}")
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(staging, folder)
+            if folder.exists() and not (folder / "meta.json").exists():
+                shutil.rmtree(folder, ignore_errors=True)  # a fetch that was killed part way
+            try:
+                os.rename(staging, folder)  # fails if another process put it there first: theirs stays
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+                if not (folder / "meta.json").exists():
+                    raise
         if latest_version(self.local) != version:
             publish_latest(self.local, version)
         return version

@@ -37,6 +37,7 @@ class Volume:
     status: str
     heartbeat_ms: int
     complete_before_ms: int
+    since_ms: int = 0  # its oldest segment's receive time when its shipper started (0: unknown)
 
     def fresh(self, now_ms: int, dead_after_seconds: float) -> bool:
         return now_ms - self.heartbeat_ms <= dead_after_seconds * 1000
@@ -121,7 +122,8 @@ class S3Landing:
                 continue
             try:
                 doc = orjson.loads(body)
-                found.append(Volume(str(doc["volume_id"]), str(doc["status"]), int(doc["heartbeat_ms"]), int(doc["complete_before_ms"])))
+                found.append(Volume(str(doc["volume_id"]), str(doc["status"]), int(doc["heartbeat_ms"]), int(doc["complete_before_ms"]),
+                                    int(doc.get("since_ms") or 0)))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a damaged watermark: that volume counts as absent, its late segments rebuild
         return sorted(found, key=lambda v: v.volume_id)

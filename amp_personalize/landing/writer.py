@@ -155,11 +155,21 @@ class SegmentWriter:
     def _open(self, window_start_ms: int, now_ms: int) -> _Segment:
         directory = self.landing_dir / window_key(window_start_ms)
         ensure_dir(directory)
+        missing_dir = False
         while True:
             self._seq += 1
             stem = segment_stem(now_ms, self.receiver_id, self._seq)
             creating = directory / (stem + CREATING_SUFFIX)
-            fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            try:
+                fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            except FileNotFoundError:
+                # The window's folder went between ensure_dir and here (a shipper's prune of empty
+                # folders, say): made again, once more at most.
+                if missing_dir:
+                    raise
+                missing_dir = True
+                ensure_dir(directory)
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 path = directory / (stem + OPEN_SUFFIX)

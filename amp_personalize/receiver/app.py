@@ -15,6 +15,7 @@ import sys
 
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -131,7 +132,8 @@ def create_app(
         return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        # In a thread: with shipping it lists the landing directory, which must not hold up the loop.
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -35,8 +35,10 @@ class ReceiverProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)  # uvicorn starts the next request, whose head is in
         super().on_response_complete()
-        self.waiting_since = self.loop.time()
+        if not pipelined:
+            self.waiting_since = self.loop.time()
 
 
 def _sweep(loop: asyncio.AbstractEventLoop, connections: set, timeout: float) -> None:

@@ -101,8 +101,10 @@ def late_candidates(instance: dg.DagsterInstance, volumes: list[Volume], window_
     What a volume shipped since its watermark was last seen at T was received at T or later:
     the windows from T's on are the only ones it can have made stale.
     """
-    seen = checked(instance)
-    since = [seen.get(v.volume_id, 0) for v in volumes if v.complete_before_ms > seen.get(v.volume_id, 0)]
+    # A volume never seen before: from its oldest segment (review: from 1970 every built window
+    # was listed again, about 30 requests each).
+    seen = {v.volume_id: v.since_ms for v in volumes} | checked(instance)
+    since = [seen[v.volume_id] for v in volumes if v.complete_before_ms > seen[v.volume_id]]
     progress = {**seen, **{v.volume_id: v.complete_before_ms for v in volumes}}
     if not since:
         return None, progress

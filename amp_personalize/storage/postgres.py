@@ -25,6 +25,9 @@ def connect(url: str) -> Any:
     dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
     conn = psycopg2.connect(dsn, connect_timeout=10, application_name=f"amp-personalize@{socket.gethostname()}")
     with conn, conn.cursor() as cur:
+        # Two processes making the schema at once on a new database: IF NOT EXISTS alone can
+        # still fail on a unique violation in the catalog.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('amp-personalize schema'))")
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         cur.execute(f"SET search_path TO {SCHEMA}")
         cur.execute(
@@ -121,17 +124,29 @@ class Lease:
             self._conn = None
 
 
+def _pid_namespace() -> str:
+    """Containers may share a host name (host networking) but not their pids: only a holder in
+    this pid namespace can be looked up by its pid here."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?"
+
+
 def holder_name() -> str:
     """A lease holder as a refusal names it, and as `_gone_from_this_host` reads it."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
+    return f"{socket.gethostname()} pid {os.getpid()} (pid namespace {_pid_namespace()})"
 
 
 def _gone_from_this_host(holder: str | None) -> bool:
-    """Whether a holder named by holder_name() is a process of this host that no longer runs."""
+    """Whether a holder named by holder_name() is a process of this host's pid namespace that no
+    longer runs."""
     from amp_personalize.pids import alive
 
-    host, _, pid = (holder or "").rpartition(" pid ")
-    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid))
+    name, _, namespace = (holder or "").partition(" (pid namespace ")
+    host, _, pid = name.rpartition(" pid ")
+    return (host == socket.gethostname() and namespace.rstrip(")") == _pid_namespace() and pid.isdigit()
+            and int(pid) != os.getpid() and not alive(int(pid)))
 
 
 @contextmanager

@@ -70,9 +70,16 @@ def client() -> Any:
     return S3Resource(max_attempts=3).get_client()
 
 
+_SESSION: boto3.session.Session | None = None
+
+
 def storage_options() -> dict[str, str]:
-    """polars' object-store options from the same chain boto3 reads."""
-    session = boto3.session.Session()
+    """polars' object-store options from the same chain boto3 reads; credentials as they are now
+    (a role's are refreshed by the session as they near expiry)."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = boto3.session.Session()
+    session = _SESSION
     options: dict[str, str] = {}
     if (region := session.region_name) is not None:
         options["aws_region"] = region

@@ -170,3 +170,32 @@ def test_the_receiver_acknowledges_through_an_outage_and_metrics_show_the_backlo
         receiver.stop()
     lines = [line for key in s3.keys("landing/2") for line in s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
     assert len(lines) == 15  # every acknowledged line, once
+
+
+def test_pruning_never_takes_a_folder_a_writer_is_about_to_use(tmp_path):
+    """Review: the prune removed a new window's folder between the writer's mkdir and its open
+    (a 503 at window rollover)."""
+    import threading
+
+    from amp_personalize.landing.writer import SegmentWriter
+
+    settings = settings_for(tmp_path, window_minutes=1)
+    shipper = Shipper(settings, s3=object())
+    clock = [int(time.time() * 1000)]
+    writer = SegmentWriter(settings.landing_dir, settings.quarantine_dir, 1, 1 << 20, 3600, clock_ms=lambda: clock[0])
+    stop = threading.Event()
+    pruning = threading.Thread(target=lambda: [shipper._prune() for _ in iter(stop.is_set, True)])
+    pruning.start()
+    failures = []
+    try:
+        for _ in range(300):
+            clock[0] += 60_000  # each write in a window of its own: a new folder every time
+            try:
+                writer.append([b'{"event_type":"click"'])
+            except OSError as exc:
+                failures.append(exc)
+    finally:
+        stop.set()
+        pruning.join()
+        writer.close()
+    assert failures == []

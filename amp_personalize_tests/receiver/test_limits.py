@@ -101,3 +101,41 @@ def test_stalled_uploads_cannot_take_more_than_the_connection_limit(start_receiv
     assert httpx.post(live.url + WEBHOOK, json={"events": [{"event_type": "click", "user_id": "u"}]}, timeout=10).status_code == 200
     for sock in stalled:
         sock.close()
+
+
+def test_the_head_deadline_spares_a_pipelined_request_being_answered():
+    """Review: a response completing with the next request already in made the sweeper close that
+    one's connection while it was being handled (its 200 lost, its events resent)."""
+    import asyncio
+    import threading
+    from functools import partial
+
+    import uvicorn
+
+    from amp_personalize.receiver.protocol import ReceiverProtocol
+
+    async def slow(scope, receive, send) -> None:  # each request takes longer than the head deadline
+        await asyncio.sleep(1.5)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(slow, http=partial(ReceiverProtocol, head_timeout=1.0), loop="uvloop", log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = socket.create_connection(sock.getsockname())
+        client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.settimeout(10)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 2 and (chunk := client.recv(65536)):
+            answers += chunk
+        assert answers.count(b"HTTP/1.1 200") == 2
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -97,3 +97,136 @@ def test_windows_wait_for_live_volumes_only():
     assert "v-dead" in plan.waiting[0][1] and "no heartbeat" in plan.waiting[0][1]
     stopped = Volume("v-behind", "stopped", now, 1796522400000 + 60_000)
     assert plan_shipped_windows(Landing(), [fresh, stopped, dead], now, 60, 30, 600).ready == ["20261206T0100Z", "20261206T0200Z"]
+
+
+def down_then_up(tmp_path, a_events: dict[str, list[dict]], b_events: dict[str, list[dict]]):
+    """Volume B ships its windows; volume A held its segments (a live writer's lock) when it went
+    down, past the dead-after time. Returns (a, processing settings); `Shipper(a).ship_once()`
+    brings A back."""
+    now = int(time.time() * 1000)
+    a, b = settings_for(tmp_path / "a", volume_dead_after_seconds=1.0), settings_for(tmp_path / "b", volume_dead_after_seconds=1.0)
+    for k, (window, events) in enumerate(sorted(b_events.items())):
+        write_segment(b.data_dir, window, events, name=f"{window_start(window) + 1000:013d}-b-{k:06d}")
+    held = [write_segment(a.data_dir, window, events, name=f"{window_start(window) + 2000:013d}-a-{k:06d}", sealed=False)
+            for k, (window, events) in enumerate(sorted(a_events.items()))]
+    locks = [os.open(path, os.O_RDWR) for path in held]
+    for fd in locks:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    Shipper(a).ship_once()
+    for fd in locks:
+        os.close(fd)
+    time.sleep(1.5)
+    Shipper(b).ship_once()
+    return a, b, settings_for(tmp_path / "processing", volume_dead_after_seconds=1.0), now
+
+
+def window_start(window: str) -> int:
+    from amp_personalize.events.windows import window_start_ms
+
+    return window_start_ms(window)
+
+
+def windows_back(now: int, *hours: int) -> list[str]:
+    return [window_key(window_of(now, 60) - h * HOUR) for h in hours]
+
+
+@pytest.mark.slow
+def test_the_sensor_builds_a_window_that_only_a_late_volume_had(tmp_path, s3):
+    """Review: the sensor's watermark had passed it, and it was never built, so never found stale."""
+    from amp_personalize.assets.interactions import impressions, interactions
+    from amp_personalize.assets.raw_events import raw_events
+    from amp_personalize.resources import AmpResource
+    from amp_personalize.sensors.landing_sensor import landing_sensor
+
+    w1, w2 = windows_back(int(time.time() * 1000), 3, 2)
+    a, b, processing, _ = down_then_up(tmp_path, {w1: [click("only-on-a")]}, {w2: [click("on-b")]})
+    amp = AmpResource.from_settings(processing)
+    with dg.instance_for_test() as instance:
+        cursor, requested = None, []
+        for back in (False, True, True, True):
+            if back:
+                Shipper(a).ship_once()  # A is back: it ships w1 late
+                Shipper(b).ship_once()
+            result = landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"amp": amp}))
+            for request in result.run_requests:
+                requested.append(request.partition_key)
+                assert dg.materialize([raw_events, interactions, impressions], partition_key=request.partition_key,
+                                      resources={"amp": amp}, instance=instance).success
+            cursor = result.cursor
+        assert requested == [w2, w1, w2]  # w2 again: it dedupes against w1, built after it
+        assert (lake_rows(w1), lake_rows(w2)) == (["only-on-a"], ["on-b"])
+
+
+@pytest.mark.slow
+def test_a_window_built_first_after_later_ones_makes_them_drop_its_retries(tmp_path, s3):
+    """Review: built for the first time, its late segments had no earlier build to differ from."""
+    w1, w2 = windows_back(int(time.time() * 1000), 3, 2)
+    a, b, processing, _ = down_then_up(tmp_path, {w1: [click("dup")]}, {w2: [click("dup")]})
+    with dg.instance_for_test() as instance:
+        assert process_once(processing, all_windows=False, instance=instance).windows == [w2]
+        Shipper(a).ship_once()
+        Shipper(b).ship_once()
+        assert process_once(processing, all_windows=False, instance=instance).windows == [w1, w2]
+        assert (lake_rows(w1), lake_rows(w2)) == (["dup"], [])
+
+
+@pytest.mark.slow
+def test_a_process_stopped_after_its_first_pass_leaves_the_rest_to_the_sensor(tmp_path, s3, monkeypatch):
+    """Review: it had recorded the late volume as looked at past the windows its rebuild made due."""
+    import amp_personalize.process as process_module
+    from amp_personalize.assets.interactions import impressions, interactions
+    from amp_personalize.assets.raw_events import raw_events
+    from amp_personalize.resources import AmpResource
+    from amp_personalize.sensors.landing_sensor import landing_sensor
+
+    w1, w2 = windows_back(int(time.time() * 1000), 3, 2)
+    a, b, processing, _ = down_then_up(tmp_path, {w1: [click("dup")]}, {w1: [click("x1")], w2: [click("dup")]})
+    amp = AmpResource.from_settings(processing)
+    with dg.instance_for_test() as instance:
+        assert process_once(processing, all_windows=False, instance=instance).windows == [w1, w2]
+        cursor = landing_sensor(dg.build_sensor_context(instance=instance, resources={"amp": amp})).cursor
+        Shipper(a).ship_once()
+        Shipper(b).ship_once()
+        monkeypatch.setattr(process_module, "MAX_PASSES", 1)  # stopped (Ctrl-C, a pod killed) after one pass
+        assert process_once(processing, all_windows=False, instance=instance).windows == [w1]
+        for _ in range(3):
+            result = landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"amp": amp}))
+            for request in result.run_requests:
+                assert dg.materialize([raw_events, interactions, impressions], partition_key=request.partition_key,
+                                      resources={"amp": amp}, instance=instance).success
+            cursor = result.cursor
+        assert (lake_rows(w1), lake_rows(w2)) == (["dup", "x1"], [])
+
+
+def test_a_tick_over_many_built_windows_costs_a_few_requests_when_a_volume_appears(tmp_path, s3, monkeypatch):
+    """Review: a volume first seen made every built window be looked at again, about 30 requests each."""
+    from amp_personalize.assets.raw_events import BUILT_FROM, LATE
+    from amp_personalize.lake.store import S3Lake
+    from amp_personalize.sensors.due import windows_due
+    from amp_personalize.storage import s3 as s3store
+
+    settings = settings_for(tmp_path)
+    now = int(time.time() * 1000)
+    windows = windows_back(now, *range(62, 2, -1))
+    client = s3.client()
+    lake = S3Lake(settings.lake_url, client)
+    for window in windows:
+        name = "v-aaaaaaaaaaaaaaaa/0000000000001-x-000001.ndjson"
+        client.put_object(Bucket=BUCKET, Key=f"landing/{window}/{name}", Body=b"{}\n")
+        for dataset in ("raw_events", "interactions", "impressions"):
+            lake.write(pl.DataFrame({"event_id": [window]}), dataset, window, {BUILT_FROM: f'["{name}"]', LATE: "[]"})
+    # A new receiver's first watermark, as its shipper publishes it (since_ms: its oldest segment).
+    client.put_object(Bucket=BUCKET, Key="landing/_volumes/v-bbbbbbbbbbbbbbbb.json",
+                      Body=b'{"volume_id":"v-bbbbbbbbbbbbbbbb","status":"live","heartbeat_ms":%d,"complete_before_ms":%d,"since_ms":%d}' % (now, now, now - 60_000))
+    calls = []
+    real = s3store.client
+
+    def counting():
+        counted = real()
+        counted.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+        return counted
+
+    monkeypatch.setattr(s3store, "client", counting)
+    with dg.instance_for_test() as instance:
+        found = windows_due(settings, instance, set(windows), watermark=windows[-1])
+    assert found.due == [] and len(calls) < 15, calls

@@ -163,6 +163,8 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at BIGINT NOT NULL)",
         ]
         with self._write() as db:
+            if database_url:  # made once, by whoever comes first (see storage.postgres.connect)
+                db.execute("SELECT pg_advisory_xact_lock(hashtext('amp-personalize schema'))")
             for statement in statements:
                 db.execute(statement)
 
