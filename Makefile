@@ -24,7 +24,7 @@ demo: install
 test: install
 	command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,
 # never copied into this repo); --no-deps keeps its torch stack out of the venv.

@@ -116,7 +116,7 @@ def test_path_without_trailing_slash_is_not_redirected(receiver):
         (b'[{"event_type": "click", "user_id": "u"}, {"time": 1}]', {}, 400, "body[1] has no event_type"),
         (b'{"events": [{"event_type": null, "user_id": "u"}, {"event_type": ""}]}', {}, 400, "events[1].event_type must be"),
         (b"\x1f\x8bnot really gzip", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
-        (gzip.compress(b'{"events": [1]}')[:-6], {"Content-Encoding": "gzip"}, 400, "gzip body is truncated"),
+        (gzip.compress(b'{"events": [1]}', mtime=0)[:-6], {"Content-Encoding": "gzip"}, 400, "gzip body is truncated"),
         (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
     ],
 )
