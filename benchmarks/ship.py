@@ -81,6 +81,13 @@ TARGET = 0.9
 RECEIVER_ID = "bench-host-4242"  # as SegmentWriter names them: <host>-<pid>
 
 
+
+def _paired(ratios) -> tuple[list[float], float, list[float]]:
+    """Per-round ratios of two arms run back to back: sorted, their median and quartiles (a noisy
+    machine moves both arms of a round together, so the paired ratio is steadier than the medians')."""
+    paired = sorted(ratios)
+    return paired, statistics.median(paired), statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+
 def cpu_of(pid: int, thread: int | None = None) -> float:
     """Seconds of CPU a process has taken, all its threads (the finished ones too) and not its
     children; or one of its threads'."""
@@ -289,9 +296,7 @@ def throughput(args, tmp: Path, moto: Moto) -> tuple[float, list[float]]:
         med[name] = m
         print(f"{name:<9} {len(files) / m['wall']:>11.1f} {total_mb / m['wall']:>8.1f} {m['cpu'] / len(files) * 1000:>18.2f} "
               f"{m['server'] / len(files) * 1000:>16.2f}")
-    paired = sorted(p["wall"] / s["wall"] for s, p in zip(runs["shipper"], runs["plain"]))
-    ratio = statistics.median(paired)
-    q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    paired, ratio, q = _paired(p["wall"] / s["wall"] for s, p in zip(runs["shipper"], runs["plain"]))
     print(f"shipper/plain segments/s (= MB/s: the same files): {ratio:.3f} (median of {len(paired)} rounds; quartiles "
           f"{q[0]:.3f}-{q[2]:.3f}; ratio of medians {med['plain']['wall'] / med['shipper']['wall']:.3f}); client CPU "
           f"plain/shipper {med['plain']['cpu'] / med['shipper']['cpu']:.3f}; moto CPU plain/shipper "
@@ -491,9 +496,7 @@ def ingest(args, tmp: Path, moto: Moto) -> tuple[float, list[float]]:
         m = med[mode]
         print(f"{mode:<9} {m['rps']:>9.0f} {m['p50']:>7.2f} {m['p99']:>7.2f} {m['loop']:>12.1f} {m['receiver']:>16.1f} "
               f"{m['shipper']:>15.1f} {m['moto']:>12.1f}")
-    paired = sorted(on["rps"] / off["rps"] for on, off in zip(runs["on"], runs["off"]))
-    ratio = statistics.median(paired)
-    q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    paired, ratio, q = _paired(on["rps"] / off["rps"] for on, off in zip(runs["on"], runs["off"]))
     print(f"on/off req/s: {ratio:.3f} (median of {len(paired)} rounds; quartiles {q[0]:.3f}-{q[2]:.3f}; ratio of medians "
           f"{med['on']['rps'] / med['off']['rps']:.3f}); receiver CPU per request off/on {med['off']['receiver'] / med['on']['receiver']:.3f}")
     total = state.get("shipped_bytes", 0)

@@ -29,19 +29,10 @@ def _free_port() -> int:
 def _serve(settings: Settings, port: int, clock) -> None:
     import uvicorn
 
-    from amp_personalize.landing.commit import GroupCommitter
-    from amp_personalize.landing.writer import SegmentWriter
     from amp_personalize.receiver import create_app
+    from amp_personalize.receiver.app import durable_landing
 
-    writer = SegmentWriter(
-        settings.landing_dir,
-        settings.quarantine_dir,
-        settings.window_minutes,
-        settings.segment_max_bytes,
-        settings.segment_max_age_seconds,
-        clock_ms=lambda: clock.value,
-    )
-    landing = GroupCommitter(writer, interval_seconds=settings.commit_interval_ms / 1000, max_events=settings.commit_max_events)
+    landing = durable_landing(settings, clock_ms=lambda: clock.value)
     uvicorn.run(create_app(settings, landing=landing), host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -94,16 +94,7 @@ class LocalLake:
         return str((parquet.table_dir(self.lake_dir, dataset) / f"*{SUFFIX}").resolve())
 
 
-class S3Lake:
-    remote = True
-
-    def __init__(self, url: str, s3: Any = None) -> None:
-        self.url = s3store.S3Url.parse(url)
-        self.s3 = s3 or s3store.client()
-
-    def __str__(self) -> str:
-        return str(self.url)
-
+class S3Lake(s3store.S3Place):
     @property
     def options(self) -> dict[str, str]:
         """polars' options, made at each read: credentials from a role or IRSA expire, and a

@@ -71,17 +71,8 @@ class LocalLanding:
         return folder.exists() and folder.stat().st_mtime >= built_at - 3600
 
 
-class S3Landing:
+class S3Landing(s3store.S3Place):
     """`<AMP_LANDING_URL>/<window>/<volume id>/<segment>`, as the volumes' shippers put it."""
-
-    remote = True
-
-    def __init__(self, url: str, s3: Any = None) -> None:
-        self.url = s3store.S3Url.parse(url)
-        self.s3 = s3 or s3store.client()
-
-    def __str__(self) -> str:
-        return str(self.url)
 
     def windows(self, after: str | None = None) -> list[str]:
         folders = s3store.list_folders(self.s3, self.url.bucket, self.url.key("") + "/" if self.url.prefix else "",

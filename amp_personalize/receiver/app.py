@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -71,19 +72,25 @@ def end_with_supervisor() -> None:
         log.warning("this worker will not stop with its supervisor if that is killed: %s", exc)
 
 
-def durable_landing(settings: Settings, metrics: ReceiverMetrics) -> GroupCommitter:
+def durable_landing(
+    settings: Settings,
+    on_commit: Callable[[int, int, float | None], None] | None = None,
+    clock_ms: Callable[[], int] | None = None,
+) -> GroupCommitter:
+    """The settings' landing; `clock_ms` lets the demo land hours of traffic in minutes."""
     writer = SegmentWriter(
         settings.landing_dir,
         settings.quarantine_dir,
         settings.window_minutes,
         settings.segment_max_bytes,
         settings.segment_max_age_seconds,
+        clock_ms=clock_ms,
     )
     return GroupCommitter(
         writer,
         interval_seconds=settings.commit_interval_ms / 1000,
         max_events=settings.commit_max_events,
-        on_commit=metrics.commit,
+        on_commit=on_commit,
     )
 
 
@@ -124,7 +131,7 @@ def create_app(
     metrics = ReceiverMetrics()
     if settings.landing_url:
         metrics.registry.register(ShippingMetrics(settings.data_dir, settings.landing_dir))
-    landing = landing or durable_landing(settings, metrics)
+    landing = landing or durable_landing(settings, on_commit=metrics.commit)
     webhook = WebhookHandler(weights, landing, metrics, settings.max_body_bytes, settings.webhook_secret, settings.body_timeout_seconds)
     exposure = Exposure(settings)
 

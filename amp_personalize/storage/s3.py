@@ -70,6 +70,19 @@ def client() -> Any:
     return S3Resource(max_attempts=3).get_client()
 
 
+class S3Place:
+    """An `s3://bucket/prefix` setting and the client that reads it (the landing, the lake)."""
+
+    remote = True
+
+    def __init__(self, url: str, s3: Any = None) -> None:
+        self.url = S3Url.parse(url)
+        self.s3 = s3 or client()
+
+    def __str__(self) -> str:
+        return str(self.url)
+
+
 _SESSION: boto3.session.Session | None = None
 
 
