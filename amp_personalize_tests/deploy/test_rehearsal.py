@@ -124,3 +124,16 @@ def test_the_daemon_builds_both_receivers_events_into_the_s3_lake_through_a_kill
             if path.is_file():
                 with open(path, "rb") as f:
                     assert f.read(16) != b"SQLite format 3\x00", path
+
+
+def test_a_second_rehearsal_in_the_same_directory_is_refused_and_leaves_the_first_running(rehearsal):
+    done = subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "rehearse.py"), "--dir", rehearsal["dir"]],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == f"rehearse.py: a rehearsal is already running in {rehearsal['dir']}; stop it (Ctrl-C) or pass another --dir\n"
+    with psycopg2.connect(rehearsal["postgres"]) as conn, conn.cursor() as cur:  # the first one's Postgres still answers
+        cur.execute("SELECT 1")
+    # The CLI against the rehearsal: env.sh exports what its processes were given.
+    exported = (Path(rehearsal["dir"]) / "env.sh").read_text()
+    for name in ("DAGSTER_HOME", "DAGSTER_PG_PORT", "AMP_DATABASE_URL", "AMP_LANDING_URL", "AMP_LAKE_URL", "AWS_ENDPOINT_URL_S3", "AMP_DATA_DIR"):
+        assert f"export {name}=" in exported

@@ -41,7 +41,13 @@ class Postgres:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = ["runuser", "-u", "postgres", "--", *args] if self.as_postgres else list(args)
-        return subprocess.run(command, check=check, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            raise RuntimeError(f"{Path(args[0]).name} failed: {said[-1] if said else f'exit {done.returncode}'}"
+                               + (" (the postgres user must be able to enter every folder above it)"
+                                  if self.as_postgres and "ermission denied" in done.stderr else ""))
+        return done
 
     def start(self) -> "Postgres":
         self.root.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,10 @@ they ship what they hold. The tests start it the same way.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -142,6 +144,9 @@ class Topology:
             "pids": {name: proc.pid for name, proc in self.children},
         }
         (self.root / "rehearsal.json").write_text(json.dumps(where, indent=2))
+        # The CLI against this topology: `source DIR/env.sh`, then `.venv/bin/amp-personalize train` etc.
+        cli = {**where["env"], "AMP_DATA_DIR": str(self.root / "processing")}  # a processing host's
+        (self.root / "env.sh").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in cli.items()))
         return where
 
     def stop(self) -> None:
@@ -161,32 +166,57 @@ class Topology:
         self.postgres.stop()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=None, help="where everything lives (a new temporary directory by default)")
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--window-minutes", type=int, default=60)
     parser.add_argument("--grace-seconds", type=float, default=30.0)
     args = parser.parse_args()
-    root = args.dir or Path(tempfile.mkdtemp(prefix="amp-rehearsal-"))
-    topology = Topology(root.resolve(), args.receivers, args.window_minutes, args.grace_seconds)
+    missing = [name for name in ("dagster", "dagster-daemon", "dagster-webserver", "moto_server", "amp-personalize")
+               if not (BIN / name).exists()]
+    if missing:
+        print(f"rehearse.py: {BIN} has no {', '.join(missing)}: run it with the project's .venv/bin/python "
+              "(make install creates it)", file=sys.stderr)
+        return 1
+    if args.dir is None:
+        root = Path(tempfile.mkdtemp(prefix="amp-rehearsal-"))
+        root.chmod(0o755)  # PostgreSQL runs as the postgres user below it when we are root
+    else:
+        root = args.dir.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+    # One rehearsal per directory: a second would start its own servers on the first one's
+    # Postgres data and, stopping, shut that Postgres down under the first.
+    lock = open(root / "rehearsal.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"rehearse.py: a rehearsal is already running in {root}; stop it (Ctrl-C) or pass another --dir", file=sys.stderr)
+        return 1
+    topology = Topology(root, args.receivers, args.window_minutes, args.grace_seconds)
     stopping = False
 
     def stop(signum, frame) -> None:
         nonlocal stopping
         stopping = True
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    code = 0
     try:
-        where = topology.start()
+        where = topology.start()  # Ctrl-C while starting: KeyboardInterrupt, then the same stop
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
         print(f"rehearsal in {where['dir']} (Ctrl-C stops everything)")
         print(f"  Dagster UI     {where['dagster_ui']}")
         for url in where["receivers"]:
             print(f"  receiver       {url}/webhooks/amplitude/")
         print(f"  PostgreSQL     {where['postgres']}")
-        print(f"  S3 (moto)      {where['s3_endpoint']}  bucket {BUCKET}")
+        print(f"  S3 (moto)      {where['s3_endpoint']}  bucket {BUCKET} (in memory: gone when this stops)")
         print(f"  logs           {topology.logs}")
+        print(f"  the CLI        source {root / 'env.sh'}, then .venv/bin/amp-personalize train (or process, sql, recommend)")
         sys.stdout.flush()
         while not stopping:
             for name, proc in topology.children:
@@ -194,10 +224,17 @@ def main() -> None:
                     print(f"{name} exited ({proc.returncode}); see {topology.logs / (name + '.log')}", file=sys.stderr)
                     stopping = True
             time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(f"rehearse.py: {exc}", file=sys.stderr)
+        code = 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
         topology.stop()
         print("stopped")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
