@@ -314,6 +314,7 @@ class Shipper:
     def stop(self, stop_seconds: float = STOP_SECONDS) -> Waiting:
         deadline = time.monotonic() + stop_seconds
         left = Waiting()
+        said = None
         while True:
             last = time.monotonic() >= deadline
             try:
@@ -322,7 +323,10 @@ class Shipper:
                 if not open_now and not left.segments:
                     return left
             except Exception as exc:
-                log.warning("shipping to %s failed while stopping (%s)", self.url, exc)
+                if str(exc) != said:  # once per error, not once a second for the whole deadline
+                    log.warning("shipping to %s failed while stopping (%s)", self.url, exc)
+                    said = str(exc)
+                left = waiting(self.landing_dir, self.shipped_dir)
             if last:
                 if left.segments:
                     log.error("stopped with %d segment(s) not shipped; the next start ships them", len(left.segments))
