@@ -203,7 +203,8 @@ def main() -> int:
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell without job control ignores it in `&` jobs
+        signal.signal(signum, interrupt)
     code = 0
     try:
         where = topology.start()  # Ctrl-C while starting: KeyboardInterrupt, then the same stop
