@@ -26,6 +26,11 @@ orders. Targets: the product at least the best baseline's ratio on every dataset
 
     .venv/bin/python benchmarks/quality.py [--dataset all|movielens-100k|movielens-small|movielens-1m]
                                            [--tie-orders 3] [--baselines EASE,DLAE,ALS]
+                                           [--split newest|future]
+
+`--split future` holds out by time instead, as the product's own selection does: one cutoff for
+everyone at the newest 10% of all events (users with events on both sides are scored), the
+baselines tuned on the same kind of split of the training part.
 
 About 40 minutes on 2 cores, most of it the dense baselines' grids (latest-small's 9,066 items, MovieLens-1M's
 1,000,209 ratings).
@@ -66,6 +71,18 @@ def newest_split(events: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.Data
     newest = (n >= 2) & (pl.int_range(pl.len()).over("user_id") >= n - size)
     marked = ordered.with_columns(newest.alias("_newest"))
     return marked.filter(~pl.col("_newest")).drop("_newest"), marked.filter(pl.col("_newest")).drop("_newest")
+
+
+def future_split(events: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(before, after) one cutoff for everyone: the newest 10% of all events, as the product's
+    own selection holds out; only users with events on both sides are scored (`matrices`)."""
+    shuffled = events.sample(fraction=1.0, shuffle=True, seed=seed).sort("event_time", maintain_order=True)
+    cut = int(round(shuffled.height * (1 - HOLDOUT_FRACTION)))
+    before, after = shuffled.head(cut), shuffled.tail(shuffled.height - cut)
+    return before, after.filter(pl.col("user_id").is_in(before["user_id"].unique().implode()))
+
+
+SPLITS = {"newest": newest_split, "future": future_split}
 
 
 def relevant(held_out: pl.DataFrame, ratings: Ratings) -> pl.DataFrame:
@@ -135,17 +152,17 @@ def ratio_se(method: np.ndarray, popularity: np.ndarray) -> tuple[float, float]:
     return float(r), float(residual.std(ddof=1) / math.sqrt(len(method)) / popularity.mean())
 
 
-def run_dataset(name: str, tie_orders: int, methods: list[str]) -> dict[str, Result]:
+def run_dataset(name: str, tie_orders: int, methods: list[str], split: str = "newest") -> dict[str, Result]:
     ratings = DATASETS[name]()
     events = to_events(ratings)
-    print(f"== {name}: {ratings.source}")
+    print(f"== {name}: {ratings.source}" + ("" if split == "newest" else f"; {split} split"))
     print(f"   {events.height:,} events, {events['user_id'].n_unique():,} users, {events['item_id'].n_unique():,} items; "
           f"{dict(events.group_by('event_type').len().sort('event_type').iter_rows())}", flush=True)
     results = {m: Result() for m in ["popularity", "product", *methods]}
     for seed in range(tie_orders):
-        train, held_out = newest_split(events, seed)
+        train, held_out = SPLITS[split](events, seed)
         test = baselines.matrices(train, relevant(held_out, ratings))
-        v_train, v_held_out = newest_split(train, seed + 1000)
+        v_train, v_held_out = SPLITS[split](train, seed + 1000)
         validation = baselines.matrices(v_train, relevant(v_held_out, ratings))
         pop = baselines.score_popularity(test)
         scored = {"popularity": (pop, "", 0.0)}
@@ -192,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=("all", *DATASETS), default="all")
     parser.add_argument("--tie-orders", type=int, default=3)
     parser.add_argument("--baselines", default="EASE,DLAE,ALS", help="comma-separated, or empty for none")
+    parser.add_argument("--split", choices=tuple(SPLITS), default="newest",
+                        help="test (and baselines' validation) split: each user's newest 10%% (the targets'), or "
+                             "everyone's events after one cutoff at the newest 10%% (the product's own selection's)")
     args = parser.parse_args(argv)
     methods = [m for m in args.baselines.split(",") if m]
     for name in DATASETS if args.dataset == "all" else (args.dataset,):
-        run_dataset(name, args.tie_orders, methods)
+        run_dataset(name, args.tie_orders, methods, args.split)
     return 0
 
 

@@ -92,7 +92,21 @@ def test_the_default_budget_is_set_by_the_first_fit(slow_fits):
     result = select(tastes(drift=False), None, NOW, LocalParams(), clock=slow_fits)
     folds = len(result.validation["windows"])
     first_fit = folds * slow_fits.per_fit
-    assert result.budget_seconds == pytest.approx(max(selection.MIN_BUDGET_SECONDS, first_fit * (1 + selection.BUDGET_PER_FIT)))
+    # A small catalog: dense fits are cheap, so the floor is the cheap-fit one.
+    assert result.budget_seconds == pytest.approx(max(selection.CHEAP_FIT_BUDGET_SECONDS, first_fit * (1 + selection.BUDGET_PER_FIT)))
+    assert result.seconds <= result.budget_seconds
+
+
+@pytest.mark.slow
+def test_cheap_fits_get_every_algorithm_scored_before_popularity_is_preferred(slow_fits):
+    """MovieLens-1M: at 2-3 s a fit, the 10 s floor scored two of six algorithms, the one default
+    lost to popularity on validation and the popular list was served where a model was better."""
+    data = tastes(drift=False)
+    slow_fits.per_fit = 3.0 / len(selection.time_folds(data, None))  # 3 s a candidate, as there
+    result = select(data, None, NOW, LocalParams(), clock=slow_fits)
+    algorithm = [t for t in result.trials if t.step == "algorithm"]
+    assert len(algorithm) == len(selection.DENSE_FITS)
+    assert all(t.ndcg is not None for t in algorithm), [(t.value, t.skipped) for t in algorithm]
     assert result.seconds <= result.budget_seconds
 
 
