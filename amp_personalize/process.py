@@ -195,6 +195,9 @@ def _scores_behind(instance: dg.DagsterInstance, window_job: str, history_days: 
     return built_over is not None and built_over.value != history_days
 
 
+PASS_LOCK = "amp-personalize process"  # the advisory lock's key with AMP_DATABASE_URL
+
+
 @contextmanager
 def one_pass_at_a_time(settings: Settings, say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
     """One `process` pass at a time per lake: two started at once would each plan the same due
@@ -223,9 +226,6 @@ def one_pass_at_a_time(settings: Settings, say: Callable[[str], None] = lambda _
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-PASS_LOCK = "amp-personalize process"
 
 
 def process_once(

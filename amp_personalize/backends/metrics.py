@@ -171,7 +171,7 @@ def _reciprocal_rank(hits: np.ndarray, k: int) -> np.ndarray:
     return np.where(top.any(axis=1), 1.0 / (first + 1), 0.0)
 
 
-def _ndcg(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+def ndcg(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """The ideal ranking puts min(k, |relevant|) relevant items first, so a user with one relevant
     item scores 1 when it is ranked first, whatever k is."""
     dcg = hits[:, :k] @ _DISCOUNT[:k]
@@ -213,7 +213,7 @@ def offline_metrics(
         f"mean_reciprocal_rank_at_{MRR_CUTOFF}": float(_reciprocal_rank(hits, MRR_CUTOFF).mean()),
     }
     for k in CUTOFFS:
-        metrics[f"normalized_discounted_cumulative_gain_at_{k}"] = float(_ndcg(hits, n_relevant, k).mean())
+        metrics[f"normalized_discounted_cumulative_gain_at_{k}"] = float(ndcg(hits, n_relevant, k).mean())
     for k in CUTOFFS:
         metrics[f"precision_at_{k}"] = float(_precision(hits, k).mean())
     return {name: metrics[name] for name in METRIC_NAMES}

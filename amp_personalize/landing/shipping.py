@@ -241,7 +241,7 @@ class Shipper:
             marker.unlink(missing_ok=True)
         # Empty folders of windows long closed: never the current window's or the last one's, which
         # a writer may have just made and not yet put its segment in (review: a 503 at rollover).
-        closed_before = window_key(window_of(int(time.time() * 1000), self.settings.window_minutes) - 3_600_000)
+        closed_before = window_key(window_of(self.clock_ms(), self.settings.window_minutes) - 3_600_000)
         for directory in (*self.shipped_dir.iterdir(), *(self.landing_dir.iterdir() if self.landing_dir.exists() else ())):
             if directory.is_dir() and directory.name < closed_before:
                 try:

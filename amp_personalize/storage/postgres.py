@@ -19,15 +19,18 @@ from typing import Any, Iterator
 SCHEMA = "amp"
 
 
+# Taken by whoever makes our tables, for that transaction: two processes making them at once on
+# a new database can fail on a unique violation in the catalog, IF NOT EXISTS or not.
+SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('amp-personalize schema'))"
+
+
 def connect(url: str) -> Any:
     import psycopg2
 
     dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
     conn = psycopg2.connect(dsn, connect_timeout=10, application_name=f"amp-personalize@{socket.gethostname()}")
     with conn, conn.cursor() as cur:
-        # Two processes making the schema at once on a new database: IF NOT EXISTS alone can
-        # still fail on a unique violation in the catalog.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('amp-personalize schema'))")
+        cur.execute(SCHEMA_LOCK)
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         cur.execute(f"SET search_path TO {SCHEMA}")
         cur.execute(

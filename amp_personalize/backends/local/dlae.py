@@ -74,7 +74,3 @@ def _mirror_upper(a: np.ndarray, block: int = 1024) -> None:
 
 def ease(positive: sp.csr_matrix, l2: float = 250.0) -> np.ndarray:
     return autoencoder(gram(positive), l2, 0.0, zero_diagonal=True, overwrite=True)
-
-
-def dlae(positive: sp.csr_matrix, l2: float, dropout: float) -> np.ndarray:
-    return autoencoder(gram(positive), l2, dropout, zero_diagonal=False, overwrite=True)

@@ -35,8 +35,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from amp_personalize.backends.local.matrix import Matrices, build_matrices, recency_weighted, time_decayed_popularity
+from amp_personalize.backends.local.matrix import WEIGHTINGS, Matrices, build_matrices, recency_weighted, time_decayed_popularity
 from amp_personalize.backends.local.model import LocalModel, LocalParams, fit_matrices
+from amp_personalize.backends.metrics import ndcg
 
 K = 10  # NDCG@10: the issue's, Personalize's and the benchmark's headline metric
 VALIDATION_FRACTION = 0.1
@@ -81,7 +82,6 @@ DENSE_FITS = (  # (algorithm, l2, dropout)
 LARGE_FITS = (  # (algorithm, ALS regularization, ALS alpha); the first is LocalParams' default
     ("als", 1.0, 1.0), ("als", 0.1, 1.0), ("als", 10.0, 1.0), ("als", 1.0, 10.0), ("item_knn", 0.0, 0.0),
 )
-WEIGHTINGS = ("log1p", "binary", "linear")
 HALF_LIVES = (0.0, 40.0, 20.0, 10.0, 5.0)
 NEGATIVE_PULLS = (0.0, 0.5, 1.0)
 IMPRESSION_PENALTIES = (0.0, 0.02, 0.05)
@@ -210,9 +210,7 @@ def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int = K) -> np.nda
     top = ranked[:, :k]
     rows = np.repeat(np.arange(top.shape[0]), top.shape[1])
     hits = np.asarray(relevant[rows, top.ravel()]).reshape(top.shape) > 0
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(discount)[np.minimum(np.diff(relevant.indptr), k) - 1]
-    return (hits * discount[: top.shape[1]]).sum(axis=1) / ideal
+    return ndcg(hits, np.diff(relevant.indptr), k)  # the offline metrics' NDCG
 
 
 def _se(values: np.ndarray) -> float:

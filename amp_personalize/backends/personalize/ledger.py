@@ -47,8 +47,6 @@ PUSH_LEASE = "personalize_push"
 LEASE_SECONDS = 30.0  # a killed pusher holds pushes up for this long at most (on its own host: not at all)
 
 
-
-
 @contextmanager
 def exclusive_push(path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
     """Held for a whole push run (the ledger check and the send are not one atomic step), and
@@ -163,8 +161,10 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS importing (event_id TEXT PRIMARY KEY, job_name TEXT NOT NULL, claimed_at BIGINT NOT NULL)",
         ]
         with self._write() as db:
-            if database_url:  # made once, by whoever comes first (see storage.postgres.connect)
-                db.execute("SELECT pg_advisory_xact_lock(hashtext('amp-personalize schema'))")
+            if database_url:  # made once, by whoever comes first
+                from amp_personalize.storage.postgres import SCHEMA_LOCK
+
+                db.execute(SCHEMA_LOCK)
             for statement in statements:
                 db.execute(statement)
 
