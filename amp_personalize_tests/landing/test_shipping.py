@@ -172,30 +172,32 @@ def test_the_receiver_acknowledges_through_an_outage_and_metrics_show_the_backlo
     assert len(lines) == 15  # every acknowledged line, once
 
 
-def test_pruning_never_takes_a_folder_a_writer_is_about_to_use(tmp_path):
+def test_pruning_never_takes_a_folder_a_writer_is_about_to_use(tmp_path, monkeypatch):
     """Review: the prune removed a new window's folder between the writer's mkdir and its open
-    (a 503 at window rollover)."""
-    import threading
-
+    (a 503 at window rollover). Here the prune runs in exactly that gap, every time."""
+    import amp_personalize.landing.writer as writer_module
+    from amp_personalize.events.windows import window_key, window_of
     from amp_personalize.landing.writer import SegmentWriter
 
     settings = settings_for(tmp_path, window_minutes=1)
-    shipper = Shipper(settings, s3=object())
     clock = [int(time.time() * 1000)]
+    shipper = Shipper(settings, s3=object(), clock_ms=lambda: clock[0])  # the writer's time
+    (settings.data_dir / SHIPPED_DIR).mkdir(parents=True)
+    long_closed = settings.landing_dir / window_key(window_of(clock[0], 1) - 2 * 3_600_000)
+    long_closed.mkdir(parents=True)  # empty, hours old: the prune's to remove
+    real_ensure_dir = writer_module.ensure_dir
+
+    def ensure_dir_then_prune(path):
+        real_ensure_dir(path)
+        shipper._prune()
+
+    monkeypatch.setattr(writer_module, "ensure_dir", ensure_dir_then_prune)
     writer = SegmentWriter(settings.landing_dir, settings.quarantine_dir, 1, 1 << 20, 3600, clock_ms=lambda: clock[0])
-    stop = threading.Event()
-    pruning = threading.Thread(target=lambda: [shipper._prune() for _ in iter(stop.is_set, True)])
-    pruning.start()
-    failures = []
     try:
-        for _ in range(300):
+        for _ in range(20):
             clock[0] += 60_000  # each write in a window of its own: a new folder every time
-            try:
-                writer.append([b'{"event_type":"click"'])
-            except OSError as exc:
-                failures.append(exc)
+            writer.append([b'{"event_type":"click"'])  # FileNotFoundError if its folder was pruned
     finally:
-        stop.set()
-        pruning.join()
         writer.close()
-    assert failures == []
+    assert not long_closed.exists()
+    assert len([d for d in settings.landing_dir.iterdir() if d.is_dir()]) == 20
