@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -105,8 +105,6 @@ def build_matrices(
     first_of_instant = np.maximum.accumulate(np.where(new_instant, position, 0))
     recency_rank = np.empty(len(rows), dtype=np.int64)
     recency_rank[newest_first] = first_of_instant - indptr[sorted_rows]
-    decay = 0.5 ** (recency_rank / history_half_life) if history_half_life > 0 else np.ones(len(recency_rank))
-    recency = csr(weight * decay)
     newer = csr((recency_rank + 1) * (weight > 0))
     negative = csr(disliked)
     shown = sp.csr_matrix(shape, dtype=np.float32)
@@ -114,7 +112,8 @@ def build_matrices(
         counts = impressions.group_by("user_id", "item_id").len()
         counts = counts.join(interactions.select("user_id", "item_id").unique(), on=["user_id", "item_id"], how="anti")
         shown = _csr(_codes(counts, "user_id", users), _codes(counts, "item_id", items), counts["len"].to_numpy().astype(np.float32), shape)
-    return Matrices(users, items, positive, recency, negative, shown, newer)
+    matrices = Matrices(users, items, positive, positive, negative, shown, newer)
+    return replace(matrices, recency=recency_weighted(matrices, history_half_life))
 
 
 def recency_weighted(matrices: Matrices, half_life: float) -> sp.csr_matrix:
