@@ -56,6 +56,18 @@ def _check_landing_dir(settings: Settings) -> None:
         raise SettingsProblem(f"AMP_DATA_DIR={settings.data_dir}: {settings.landing_dir} is not writable by this user")
 
 
+def _check_landing_bucket(settings: Settings) -> None:
+    """A missing bucket stops `serve` and `ship` at start; an S3 out of reach does not (s3.check_bucket)."""
+    if not settings.landing_url:
+        return
+    from amp_personalize.storage.s3 import MissingBucket, S3Url, check_bucket
+
+    try:
+        check_bucket(S3Url.parse(settings.landing_url), "AMP_LANDING_URL")
+    except MissingBucket as exc:
+        raise SettingsProblem(str(exc)) from None
+
+
 def _instance(settings: Settings):
     """The Dagster instance `process` and `train` record their runs in, or one clear line why not."""
     from amp_personalize.process import dagster_instance
@@ -167,6 +179,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         raise SettingsProblem(f"AMP_SERVING_PORT={settings.serving_port} is the webhook's port (--port): give serving a port of its own")
     _check_weights(settings)  # fail here, not in every worker
     _check_landing_dir(settings)
+    _check_landing_bucket(settings)
     try:
         sockets = receiver.listeners(settings)
     except receiver.PortUnavailable as exc:
@@ -209,6 +222,8 @@ def ship(once: bool, until_stdin_closes: bool) -> None:
     if not settings.landing_url:
         raise SettingsProblem("AMP_LANDING_URL is not set: nothing to ship to (s3://bucket/prefix)")
     _check_landing_dir(settings)
+    if not until_stdin_closes:  # `serve` checked before starting it, and restarts it if it exits
+        _check_landing_bucket(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables"
     try:

@@ -190,6 +190,52 @@ def test_a_shared_part_out_of_reach_is_one_line_naming_it(tmp_path, setting, sai
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["ship"], ["ship", "--once"]])
+def test_a_landing_bucket_that_does_not_exist_stops_serve_and_ship_in_one_line(tmp_path, s3, command):
+    """QA: with a typo in the bucket's name, `serve` and `ship` retried for ever as if S3 were down."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith("AMP_")}
+    env.update(AMP_DATA_DIR=str(tmp_path / "data"), AMP_LANDING_URL="s3://amp-tset/landing")
+    done = subprocess.run([sys.executable, "-m", "amp_personalize.cli", *command], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"Error: AMP_LANDING_URL=s3://amp-tset/landing: S3 at {s3.endpoint} has no bucket 'amp-tset' (create it, or correct the name)\n"
+
+
+@pytest.mark.parametrize("answer", ["out of reach", "no credentials", "403"])
+def test_only_a_missing_bucket_stops_the_start(monkeypatch, answer):
+    """An outage at start, a role that may not call HeadBucket, or no credentials yet must not
+    stop the receiver: it lands events locally and the shipper retries (docs/scale-out.md)."""
+    from botocore.stub import Stubber
+
+    from amp_personalize.storage import s3 as s3store
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    url = s3store.S3Url.parse("s3://amp-landing/x")
+    if answer == "out of reach":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    elif answer == "no credentials":
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    else:
+        real = s3store.boto3.client
+
+        def stubbed(*args, **kwargs):
+            client = real(*args, aws_access_key_id="x", aws_secret_access_key="x", **kwargs)
+            stubber = Stubber(client)
+            stubber.add_client_error("head_bucket", "403", "Forbidden", http_status_code=403)
+            stubber.activate()
+            return client
+
+        monkeypatch.setattr(s3store.boto3, "client", stubbed)
+    s3store.check_bucket(url, "AMP_LANDING_URL")  # returns: nothing said S3 has no such bucket
+
+
+@pytest.mark.slow
 def test_an_unexpected_run_failure_names_the_run_and_its_error_without_a_stack(tmp_path):
     write_segment(tmp_path / "data", "20250105T1000Z", [{"event_type": "click", "user_id": "u", "event_properties": {"item_id": "d"}}])
     (tmp_path / "data" / "lake").write_text("")  # a file where the lake's directory belongs

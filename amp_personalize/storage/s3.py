@@ -70,6 +70,34 @@ def client() -> Any:
     return S3Resource(max_attempts=3).get_client()
 
 
+class MissingBucket(Exception):
+    """S3 answered that a setting's bucket does not exist: a typo or an unmade bucket, not an outage."""
+
+
+def check_bucket(url: "S3Url", setting: str) -> None:
+    """Raise MissingBucket if S3 says `url`'s bucket does not exist; anything else passes.
+
+    Asked once, at start, with short timeouts and a single attempt, so that a bucket name's typo
+    stops `serve` or `ship` in one line instead of being retried for ever like an outage. An S3
+    out of reach passes (events land locally, and the shipper retries and says so in its log),
+    and so does a denied HeadBucket (a least-privilege role may lack s3:ListBucket) or an SDK
+    configuration the client cannot be built from (the shipper reports it).
+    """
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        probe = boto3.client("s3", config=Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1}))
+        probe.head_bucket(Bucket=url.bucket)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404 or exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            where = f"S3 at {endpoint_url()}" if endpoint_url() else "S3"
+            raise MissingBucket(f"{setting}={url}: {where} has no bucket {url.bucket!r} (create it, or correct the name)") from None
+    except (BotoCoreError, ValueError):  # out of reach, no credentials, a malformed endpoint
+        pass
+
+
 class S3Place:
     """An `s3://bucket/prefix` setting and the client that reads it (the landing, the lake)."""
 
