@@ -51,10 +51,11 @@ def test_recency_stays_off_when_tastes_hold():
 
 
 class FakeClock:
-    """Seconds that pass only when a model is fitted: a budget test that no machine's speed can fail."""
+    """Seconds that pass only when a model is fitted or a window scored: a budget test that no
+    machine's speed can fail."""
 
-    def __init__(self, per_fit: float) -> None:
-        self.now, self.per_fit = 0.0, per_fit
+    def __init__(self, per_fit: float, per_score: float = 0.0) -> None:
+        self.now, self.per_fit, self.per_score = 0.0, per_fit, per_score
 
     def __call__(self) -> float:
         return self.now
@@ -65,11 +66,18 @@ def slow_fits(monkeypatch):
     clock = FakeClock(per_fit=10.0)
     real = selection.fit_matrices
 
+    real_score = selection.ndcg_at_k
+
     def fit_matrices(*args, **kwargs):
         clock.now += clock.per_fit
         return real(*args, **kwargs)
 
+    def ndcg_at_k(*args, **kwargs):  # once per validation window and candidate (popularity too)
+        clock.now += clock.per_score
+        return real_score(*args, **kwargs)
+
     monkeypatch.setattr(selection, "fit_matrices", fit_matrices)
+    monkeypatch.setattr(selection, "ndcg_at_k", ndcg_at_k)
     return clock
 
 
@@ -88,25 +96,37 @@ def test_selection_stops_trying_fits_at_its_budget(slow_fits):
 
 
 @pytest.mark.slow
-def test_the_default_budget_is_set_by_the_first_fit(slow_fits):
+@pytest.mark.parametrize("per_fit, bound", [(0.5, "floor"), (1.0, "grid"), (10.0, "cap")])
+def test_the_default_budget_is_set_by_the_first_fit(slow_fits, per_fit, bound):
+    slow_fits.per_fit, slow_fits.per_score = per_fit, per_fit / 10
     result = select(tastes(drift=False), None, NOW, LocalParams(), clock=slow_fits)
     folds = len(result.validation["windows"])
-    first_fit = folds * slow_fits.per_fit
-    # A small catalog: dense fits are cheap, so the floor is the cheap-fit one.
-    assert result.budget_seconds == pytest.approx(max(selection.CHEAP_FIT_BUDGET_SECONDS, first_fit * (1 + selection.BUDGET_PER_FIT)))
+    scoring = folds * slow_fits.per_score
+    first_candidate = scoring + folds * per_fit + scoring  # popularity's scoring, the first fit, its scoring
+    # A small catalog: dense fits are cheap, so the budget is the rest of the grid at the first
+    # candidate's pace and ten scorings after it, between a floor and a cap.
+    grid = first_candidate * (len(selection.DENSE_FITS) + len(selection.WEIGHTINGS) - 1) + selection.SCORING_RESERVE * scoring
+    expected = min(selection.CHEAP_FIT_BUDGET_CAP, max(selection.CHEAP_FIT_BUDGET_SECONDS, grid))
+    assert expected == {"floor": selection.CHEAP_FIT_BUDGET_SECONDS, "grid": grid, "cap": selection.CHEAP_FIT_BUDGET_CAP}[bound]
+    assert result.budget_seconds == pytest.approx(expected)
     assert result.seconds <= result.budget_seconds
 
 
 @pytest.mark.slow
-def test_cheap_fits_get_every_algorithm_scored_before_popularity_is_preferred(slow_fits):
-    """MovieLens-1M: at 2-3 s a fit, the 10 s floor scored two of six algorithms, the one default
-    lost to popularity on validation and the popular list was served where a model was better."""
+@pytest.mark.parametrize("seconds_per_candidate", [3.0, 14.0])
+def test_cheap_fits_get_every_algorithm_scored_before_popularity_is_preferred(slow_fits, seconds_per_candidate):
+    """MovieLens-1M: at 2-3 s a candidate, a 10 s floor scored two of six algorithms, the one default
+    lost to popularity on validation and the popular list was served where a model was better;
+    with another job on the cores a candidate took 14 s, and a fixed 30 s floor did the same."""
     data = tastes(drift=False)
-    slow_fits.per_fit = 3.0 / len(selection.time_folds(data, None))  # 3 s a candidate, as there
+    folds = len(selection.time_folds(data, None))
+    slow_fits.per_fit, slow_fits.per_score = 0.9 * seconds_per_candidate / folds, 0.05 * seconds_per_candidate / folds
     result = select(data, None, NOW, LocalParams(), clock=slow_fits)
     algorithm = [t for t in result.trials if t.step == "algorithm"]
     assert len(algorithm) == len(selection.DENSE_FITS)
-    assert all(t.ndcg is not None for t in algorithm), [(t.value, t.skipped) for t in algorithm]
+    weighting = [t for t in result.trials if t.step == "weighting"]
+    assert len(weighting) == len(selection.WEIGHTINGS)
+    assert all(t.ndcg is not None for t in algorithm + weighting), [(t.value, t.skipped) for t in result.trials]
     assert result.seconds <= result.budget_seconds
 
 

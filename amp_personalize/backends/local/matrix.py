@@ -33,7 +33,11 @@ def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[in
     return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float32)
 
 
-WEIGHTINGS = ("log1p", "binary", "linear")
+# The first is the default: the weight table's values as they are (upvote 2, click 1), which is
+# what an operator who set them expects. `log1p` was the default until MovieLens-1M: it had been
+# read off MovieLens-100k's test split, and on MovieLens-1M's time split it cost 0.04x popularity
+# (docs/recommender.md).
+WEIGHTINGS = ("linear", "log1p", "binary")
 
 
 def pair_weight(summed: np.ndarray, weighting: str) -> np.ndarray:
@@ -56,7 +60,7 @@ def build_matrices(
     interactions: pl.DataFrame,
     impressions: pl.DataFrame | None = None,
     history_half_life: float = 0.0,
-    weighting: str = "log1p",
+    weighting: str = WEIGHTINGS[0],
 ) -> Matrices:
     """Positive part for training; negatives and unclicked impressions kept apart for scoring.
 

@@ -25,6 +25,7 @@ from amp_personalize.backends.base import RECOMMENDATIONS_SCHEMA, SIMILAR_ITEMS_
 from amp_personalize.backends.local.als import als
 from amp_personalize.backends.local.dlae import autoencoder, gram
 from amp_personalize.backends.local.matrix import (
+    WEIGHTINGS,
     Matrices,
     build_matrices,
     time_decayed_popularity,
@@ -51,7 +52,7 @@ class LocalParams:
     ease_max_items: int = 10_000
     l2: float = 100.0
     dropout: float = 0.25  # DLAE's dropout-style penalty p: each weight costs p / (1 - p) x its item's count
-    weighting: str = "log1p"  # a pair's training value from its summed positive weight (matrix.pair_weight)
+    weighting: str = WEIGHTINGS[0]  # a pair's training value from its summed positive weight (matrix.pair_weight)
     factors: int = 64
     als_regularization: float = 1.0
     als_alpha: float = 1.0

@@ -53,13 +53,19 @@ MAX_FOLDS = 5  # windows at most: the newest half of the history
 # and candidate: only the newest window is used, and ALS is tried beside the dense models.
 DENSE_FOLD_ITEMS = 4000
 MIN_BUDGET_SECONDS = 10.0
-# Up to DENSE_FOLD_ITEMS a dense fit takes 1-3 s here, and the 10 s floor stopped the selection
-# after two of the six algorithm candidates on MovieLens-1M (6,040 users, 3,706 items, 2 validation
-# windows); with only DLAE l2=100 scored it lost to popularity, and the popular list was served
-# (1.08x popularity on the benchmark's time split, where tuned DLAE scored 1.24x). A model whose
-# fits are cheap gets this floor, so every algorithm is scored before popularity is preferred;
-# the scale benchmark's size (20,000 items) keeps the 10 s floor and its third of a training.
+# Up to DENSE_FOLD_ITEMS a dense fit takes 1-3 s here, and a fixed 10 s floor stopped the
+# selection after two of the algorithm candidates on MovieLens-1M (6,040 users, 3,706 items, 2
+# validation windows); with only DLAE l2=100 scored it lost to popularity, and the popular list
+# was served (1.08x popularity on the benchmark's time split, where tuned DLAE scored 1.24x). The
+# same happened with a 30 s floor when another job shared the 2 cores and the first candidate
+# took 14 s. So where fits are cheap the budget is what every algorithm and weighting candidate
+# would take at the first candidate's pace, plus the scoring-only steps (at least
+# CHEAP_FIT_BUDGET_SECONDS, at most CHEAP_FIT_BUDGET_CAP): the whole grid is scored before
+# popularity can be preferred. Below DENSE_FOLD_ITEMS the selection may then take several times
+# the training's own fits (at 1-3 s a fit, seconds to a minute); "a third of a training" holds
+# above it, where the scale benchmark's size (20,000 items) keeps the 10 s floor.
 CHEAP_FIT_BUDGET_SECONDS = 30.0
+CHEAP_FIT_BUDGET_CAP = 180.0
 # The budget beyond the first fit, as a multiple of that fit's seconds: training after the
 # selection fits twice more (the evaluation split, then all data, plus the similar items), so
 # this keeps the selection within a third of a training (benchmarks/scale.py measures it: at
@@ -74,9 +80,10 @@ SCORING_RESERVE = 10
 # model is the default one). Defaults: features off (recency, negative pull, impression
 # penalty); DLAE with Steck's dropout p = 0.25 and l2 = 100, ALS with 64 factors. Those
 # algorithm defaults were read off MovieLens-100k and latest-small measurements
-# (docs/recommender.md says which), so on those two datasets they are not untuned.
+# (docs/recommender.md says which), so on those two datasets they are not untuned. DLAE p = 0.75
+# was added after MovieLens-1M, where tuned DLAE won with it on both test splits.
 DENSE_FITS = (  # (algorithm, l2, dropout)
-    ("dlae", 100.0, 0.25), ("dlae", 30.0, 0.25), ("dlae", 300.0, 0.25), ("dlae", 100.0, 0.5),
+    ("dlae", 100.0, 0.25), ("dlae", 30.0, 0.25), ("dlae", 300.0, 0.25), ("dlae", 100.0, 0.5), ("dlae", 100.0, 0.75),
     ("ease", 300.0, 0.0), ("ease", 1000.0, 0.0),
 )
 LARGE_FITS = (  # (algorithm, ALS regularization, ALS alpha); the first is LocalParams' default
@@ -220,8 +227,8 @@ def _se(values: np.ndarray) -> float:
 class _Fold:
     """One validation window: its training part's matrices, its users' rows and targets."""
 
-    def __init__(self, split: ValidationSplit, base: LocalParams):
-        self.split, self.base = split, base
+    def __init__(self, split: ValidationSplit, base: LocalParams, clock: Callable[[], float] = time.perf_counter):
+        self.split, self.base, self.clock = split, base, clock
         self.matrices: dict[str, Matrices] = {}
         self.models: dict[tuple, LocalModel] = {}
 
@@ -259,14 +266,15 @@ class _Fold:
 
     def score(self, params: LocalParams) -> np.ndarray:
         model = self.fitted(params)
-        started = time.perf_counter()
+        started = self.clock()
         matrices = model.matrices
         if params.history_half_life:
             matrices = replace(matrices, recency=recency_weighted(matrices, params.history_half_life))
         scored = replace(model, params=params, matrices=matrices)
         ranked = np.concatenate([scored.recommend_rows(self.rows[i : i + 2048], K)[0] for i in range(0, len(self.rows), 2048)])
-        self.scoring_seconds = time.perf_counter() - started
-        return ndcg_at_k(ranked, self.relevant)
+        scores = ndcg_at_k(ranked, self.relevant)
+        self.scoring_seconds = self.clock() - started
+        return scores
 
     def score_popularity(self) -> np.ndarray:
         m = self.matrices_for(self.base.weighting)
@@ -279,8 +287,8 @@ class _Fold:
 class _Search:
     """Scores a configuration on every validation window: one NDCG@10 per (user, window)."""
 
-    def __init__(self, folds: list[ValidationSplit], base: LocalParams):
-        self.folds = [_Fold(f, base) for f in folds]
+    def __init__(self, folds: list[ValidationSplit], base: LocalParams, clock: Callable[[], float] = time.perf_counter):
+        self.folds = [_Fold(f, base, clock) for f in folds]
 
     def needs_fit(self, params: LocalParams) -> bool:
         return any(_fit_key(params) not in f.models for f in self.folds)
@@ -306,9 +314,10 @@ def select(
 ) -> Selection:
     """The configuration to train with, chosen on a time-based validation split of this data.
 
-    `budget_seconds` caps the search (default: MIN_BUDGET_SECONDS, CHEAP_FIT_BUDGET_SECONDS for
-    dense fits up to DENSE_FOLD_ITEMS items, or 1 + BUDGET_PER_FIT times
-    what the selection took up to the end of its first candidate, whichever is more); a
+    `budget_seconds` caps the search (default: for dense fits up to DENSE_FOLD_ITEMS items, the
+    whole grid at the first candidate's pace, between CHEAP_FIT_BUDGET_SECONDS and
+    CHEAP_FIT_BUDGET_CAP; otherwise MIN_BUDGET_SECONDS or 1 + BUDGET_PER_FIT times what the
+    selection took up to the end of its first candidate, whichever is more); a
     candidate that would overrun it is skipped and the values found so far are kept. `clock` is
     for tests.
     """
@@ -321,12 +330,18 @@ def select(
     if samples < MIN_VALIDATION_USERS:
         return Selection(base, True, f"no selection: {samples} validation users (at least {MIN_VALIDATION_USERS} needed); defaults kept",
                          validation={"users": samples}, seconds=clock() - started)
-    search = _Search(folds, base)
+    search = _Search(folds, base, clock)
     current: Trial | None = None
-    start = replace(base, history_half_life=0.0, negative_pull=0.0, impression_penalty=0.0, weighting="log1p")
+    start = replace(base, history_half_life=0.0, negative_pull=0.0, impression_penalty=0.0, weighting=WEIGHTINGS[0])
     trials: list[Trial] = []
     budget = budget_seconds
-    floor = CHEAP_FIT_BUDGET_SECONDS if dense and not costly else MIN_BUDGET_SECONDS
+    cheap = dense and not costly
+
+    def default_budget(first_candidate: float) -> float:
+        if cheap:  # every algorithm and weighting candidate at the first one's pace, and the scorings after
+            grid = first_candidate * (len(DENSE_FITS) + len(WEIGHTINGS) - 1) + SCORING_RESERVE * search.scoring_seconds()
+            return min(CHEAP_FIT_BUDGET_CAP, max(CHEAP_FIT_BUDGET_SECONDS, grid))
+        return max(MIN_BUDGET_SECONDS, first_candidate * (1 + BUDGET_PER_FIT))
 
     def run(trial: Trial) -> None:
         nonlocal budget
@@ -348,7 +363,7 @@ def select(
         trial.fit = is_fit
         trials.append(trial)
         if budget is None:  # the first fit sets the budget
-            budget = max(floor, (clock() - started) * (1 + BUDGET_PER_FIT))
+            budget = default_budget(clock() - started)
 
     def step(name: str, candidates: list[tuple[str, LocalParams]]) -> None:
         """Candidates in order, the default first: it is the simplest, the others richer."""
@@ -379,7 +394,7 @@ def select(
     step("algorithm", fits)
     if current is not None and samples >= MIN_DECISION_SAMPLES:
         p = current.params
-        step("weighting", [(w, replace(p, weighting=w)) for w in WEIGHTINGS])
+        step("weighting", [(w, replace(p, weighting=w)) for w in WEIGHTINGS])  # the default first
         if current.params.algorithm != "als":  # ALS scores from user factors: no history to weigh
             p = current.params
             step("history_half_life", [(f"{h:g}", replace(p, history_half_life=h)) for h in HALF_LIVES])
