@@ -142,8 +142,9 @@ def fits(name: str, n_items: int):
     return out
 
 
-def tuned(name: str, validation: Data, test: Data) -> tuple[np.ndarray, str, float]:
-    """Grid search on validation, then one score on test: (per-user NDCG@10, winner, seconds)."""
+def tuned(name: str, validation: Data, test: Data) -> tuple[np.ndarray, str, float, float]:
+    """Grid search on validation, then one score on test: (per-user NDCG@10, winner, seconds,
+    the winner's validation NDCG@10)."""
     started = time.perf_counter()
     grid = fits(name, len(validation.items))
     best_label, best_fit, best = None, None, -1.0
@@ -151,4 +152,4 @@ def tuned(name: str, validation: Data, test: Data) -> tuple[np.ndarray, str, flo
         value = float(f(validation).mean())
         if value > best:
             best_label, best_fit, best = label, f, value
-    return best_fit(test), best_label, time.perf_counter() - started
+    return best_fit(test), best_label, time.perf_counter() - started, best
