@@ -318,10 +318,11 @@ def process(all_windows: bool, rebuild: bool) -> None:
     """Process closed landing windows now, without the Dagster daemon."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    with _shared_parts():  # importing it reads where the partitions start (S3 with AMP_LANDING_URL)
+    # _instance imports amp_personalize.process under _shared_parts: the import reads where the
+    # partitions start (S3 with AMP_LANDING_URL).
+    with _shared_parts(), _instance(settings) as instance:
         from amp_personalize.process import process_once
 
-    with _shared_parts(), _instance(settings) as instance:
         try:
             report = process_once(settings, all_windows, instance, rebuild=rebuild, say=lambda text: click.echo(text, err=True))
         except KeyboardInterrupt as stopped:
@@ -355,10 +356,11 @@ def train() -> None:
     """Run the retraining job now: the model, then the recommendation caches."""
     settings = _settings()  # before the import: it loads modules that read the settings themselves
     _check_weights(settings)
-    with _shared_parts():  # importing it reads where the partitions start (S3 with AMP_LANDING_URL)
+    # _instance imports amp_personalize.process under _shared_parts: the import reads where the
+    # partitions start (S3 with AMP_LANDING_URL).
+    with _shared_parts(), _instance(settings) as instance:
         from amp_personalize.process import train_once
 
-    with _shared_parts(), _instance(settings) as instance:
         try:
             ok, meta = train_once(settings, instance)
         except KeyboardInterrupt as stopped:

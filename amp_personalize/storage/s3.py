@@ -92,7 +92,7 @@ def check_bucket(url: "S3Url", setting: str) -> None:
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 404 or exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
-            where = f"S3 at {endpoint_url()}" if endpoint_url() else "S3"
+            where = f"S3 at {endpoint}" if (endpoint := endpoint_url()) else "S3"
             raise MissingBucket(f"{setting}={url}: {where} has no bucket {url.bucket!r} (create it, or correct the name)") from None
     except (BotoCoreError, ValueError):  # out of reach, no credentials, a malformed endpoint
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -134,6 +135,9 @@ def test_a_second_rehearsal_in_the_same_directory_is_refused_and_leaves_the_firs
     with psycopg2.connect(rehearsal["postgres"]) as conn, conn.cursor() as cur:  # the first one's Postgres still answers
         cur.execute("SELECT 1")
     # The CLI against the rehearsal: env.sh exports what its processes were given.
-    exported = (Path(rehearsal["dir"]) / "env.sh").read_text()
-    for name in ("DAGSTER_HOME", "DAGSTER_PG_PORT", "AMP_DATABASE_URL", "AMP_LANDING_URL", "AMP_LAKE_URL", "AWS_ENDPOINT_URL_S3", "AMP_DATA_DIR"):
-        assert f"export {name}=" in exported
+    sourced = subprocess.run(["bash", "-c", f"source {shlex.quote(str(Path(rehearsal['dir']) / 'env.sh'))} && env -0"],
+                             env={}, capture_output=True, text=True, check=True).stdout
+    exported = dict(line.split("=", 1) for line in sourced.split("\0") if "=" in line)
+    for name in ("DAGSTER_HOME", "DAGSTER_PG_PORT", "AMP_DATABASE_URL", "AMP_LANDING_URL", "AMP_LAKE_URL", "AWS_ENDPOINT_URL_S3"):
+        assert exported[name] == rehearsal["env"][name], name
+    assert exported["AMP_DATA_DIR"] == str(Path(rehearsal["dir"]) / "processing")
