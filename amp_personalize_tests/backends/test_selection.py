@@ -96,7 +96,7 @@ def test_selection_stops_trying_fits_at_its_budget(slow_fits):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("per_fit, bound", [(0.5, "floor"), (1.0, "grid"), (10.0, "cap")])
+@pytest.mark.parametrize("per_fit, bound", [(0.3, "floor"), (1.0, "grid"), (10.0, "cap")])
 def test_the_default_budget_is_set_by_the_first_fit(slow_fits, per_fit, bound):
     slow_fits.per_fit, slow_fits.per_score = per_fit, per_fit / 10
     result = select(tastes(drift=False), None, NOW, LocalParams(), clock=slow_fits)
