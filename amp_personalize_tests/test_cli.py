@@ -209,6 +209,7 @@ def test_only_a_missing_bucket_stops_the_start(monkeypatch, answer):
 
     from amp_personalize.storage import s3 as s3store
 
+    stubbers = []
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -229,10 +230,13 @@ def test_only_a_missing_bucket_stops_the_start(monkeypatch, answer):
             stubber = Stubber(client)
             stubber.add_client_error("head_bucket", "403", "Forbidden", http_status_code=403)
             stubber.activate()
+            stubbers.append(stubber)
             return client
 
         monkeypatch.setattr(s3store.boto3, "client", stubbed)
     s3store.check_bucket(url, "AMP_LANDING_URL")  # returns: nothing said S3 has no such bucket
+    for stubber in stubbers:  # the 403 came from S3's answer to HeadBucket, not from no question
+        stubber.assert_no_pending_responses()
 
 
 @pytest.mark.slow

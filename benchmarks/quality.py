@@ -187,7 +187,8 @@ def run_dataset(name: str, tie_orders: int, methods: list[str], split: str = "ne
           + ("" if tune_relevance == "ratings" else f"; baselines' validation relevance: {tune_relevance}"))
     print(f"   {events.height:,} events, {events['user_id'].n_unique():,} users, {events['item_id'].n_unique():,} items; "
           f"{dict(events.group_by('event_type').len().sort('event_type').iter_rows())}", flush=True)
-    results = {m: Result() for m in ["popularity", "product", *methods, *([VAL_BEST] if len(methods) > 1 else [])]}
+    pick_by_validation = len(methods) > 1  # with one baseline, val-best is that baseline
+    results = {m: Result() for m in ["popularity", "product", *methods, *([VAL_BEST] if pick_by_validation else [])]}
     for seed in range(tie_orders):
         train, held_out = SPLITS[split](events, seed)
         test = baselines.matrices(train, relevant(held_out, ratings))
@@ -201,7 +202,7 @@ def run_dataset(name: str, tie_orders: int, methods: list[str], split: str = "ne
         for m in methods:
             values, label, seconds, validated[m] = baselines.tuned(m, validation, test)
             scored[m] = (values, label, seconds)
-        if len(methods) > 1:  # the one a tuner would pick without seeing the test: best on validation
+        if pick_by_validation:  # the one a tuner would pick without seeing the test: best on validation
             pick = max(methods, key=validated.get)
             scored[VAL_BEST] = (scored[pick][0], f"{pick} {scored[pick][1]}", 0.0)
         line = [f"tie order {seed}: {len(test.users)} test users"]
@@ -225,7 +226,7 @@ def run_dataset(name: str, tie_orders: int, methods: list[str], split: str = "ne
     mine = np.mean(results["product"].ratio)
     if best_name:
         best = np.mean(results[best_name].ratio)
-        for other in (best_name, VAL_BEST) if len(methods) > 1 else (best_name,):
+        for other in (best_name, VAL_BEST) if pick_by_validation else (best_name,):
             gap, gap_se = paired_gap(results["product"], results[other], results["popularity"])
             print(f"   product - {other}: {gap:+.3f}x popularity, paired standard error {gap_se:.3f}")
         print(f"   target: product >= best baseline ({best_name} {best:.2f}x): {mine:.2f}x  {'PASS' if mine >= best else 'FAIL'}")
